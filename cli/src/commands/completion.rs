@@ -1,0 +1,26 @@
+//! `cria completion`: shell completion scripts from the clap definition.
+
+use clap::{Args, CommandFactory};
+use clap_complete::Shell;
+
+use crate::Cli;
+
+pub const EXAMPLES: &str = "Examples:
+  cria completion bash > /etc/bash_completion.d/cria
+  cria completion zsh > \"${fpath[1]}/_cria\"
+  cria completion fish > ~/.config/fish/completions/cria.fish";
+
+/// Arguments of `cria completion`.
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// Shell to generate for
+    #[arg(value_enum)]
+    shell: Shell,
+}
+
+/// Runs `cria completion`.
+pub fn run(args: CompletionArgs) -> anyhow::Result<u8> {
+    let mut cmd = Cli::command();
+    clap_complete::generate(args.shell, &mut cmd, "cria", &mut std::io::stdout());
+    Ok(0)
+}

@@ -1,0 +1,189 @@
+//! Showing a pull as it happens: one bar per layer (bytes, speed, ETA) on a
+//! terminal, one line per layer start and finish otherwise, and a spinner with
+//! the elapsed time when the runtime reports no per-layer progress.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::humanize;
+
+/// Where progress goes: `cria pull` uses stdout, `cria run` stderr (stdout is the container's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// The state of one layer as reported by the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerProgress {
+    /// The layer's digest (`sha256:...`).
+    pub digest: String,
+    /// Bytes downloaded so far.
+    pub done: u64,
+    /// The layer's size; 0 when unknown.
+    pub total: u64,
+    /// True once the layer is downloaded and unpacked (or was already present).
+    pub finished: bool,
+}
+
+/// Renders pull progress for people (bars) or logs and pipes (lines).
+pub struct PullDisplay {
+    target: Target,
+    started: Instant,
+    mode: Mode,
+}
+
+enum Mode {
+    Bars {
+        multi: MultiProgress,
+        layers: HashMap<String, ProgressBar>,
+        spinner: Option<ProgressBar>,
+    },
+    Lines {
+        started: HashMap<String, bool>,
+    },
+}
+
+impl PullDisplay {
+    /// Bars when `target` is a terminal, lines otherwise.
+    pub fn new(target: Target) -> PullDisplay {
+        let tty = match target {
+            Target::Stdout => std::io::stdout().is_terminal(),
+            Target::Stderr => std::io::stderr().is_terminal(),
+        };
+        let mode = if tty {
+            let draw = match target {
+                Target::Stdout => ProgressDrawTarget::stdout(),
+                Target::Stderr => ProgressDrawTarget::stderr(),
+            };
+            Mode::Bars {
+                multi: MultiProgress::with_draw_target(draw),
+                layers: HashMap::new(),
+                spinner: None,
+            }
+        } else {
+            Mode::Lines {
+                started: HashMap::new(),
+            }
+        };
+        PullDisplay {
+            target,
+            started: Instant::now(),
+            mode,
+        }
+    }
+
+    fn line(&self, text: &str) {
+        // Progress is best effort: a closed pipe must not fail the pull.
+        let _ = match self.target {
+            Target::Stdout => writeln!(std::io::stdout().lock(), "{text}"),
+            Target::Stderr => writeln!(std::io::stderr().lock(), "{text}"),
+        };
+    }
+
+    /// Announces the pull; on a terminal shows a spinner until layers are reported.
+    pub fn begin(&mut self, reference: &str) {
+        match &mut self.mode {
+            Mode::Bars { multi, spinner, .. } => {
+                let s = multi.add(ProgressBar::new_spinner());
+                s.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                s.set_message(format!("pulling {reference}"));
+                s.enable_steady_tick(Duration::from_millis(120));
+                *spinner = Some(s);
+            }
+            Mode::Lines { .. } => self.line(&format!("pulling {reference}")),
+        }
+    }
+
+    /// Updates one layer.
+    pub fn layer(&mut self, p: &LayerProgress) {
+        let short = format!("{}…", &p.digest[..p.digest.len().min(19)]);
+        match &mut self.mode {
+            Mode::Bars {
+                multi,
+                layers,
+                spinner,
+            } => {
+                if let Some(s) = spinner.take() {
+                    s.finish_and_clear();
+                }
+                let bar = layers.entry(p.digest.clone()).or_insert_with(|| {
+                    let b = multi.add(ProgressBar::new(p.total));
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    b.set_prefix(short.clone());
+                    b
+                });
+                if p.total > 0 {
+                    bar.set_length(p.total);
+                }
+                bar.set_position(p.done);
+                if p.finished && !bar.is_finished() {
+                    bar.finish();
+                }
+            }
+            Mode::Lines { started } => {
+                let total = humanize::size(p.total);
+                let was_finished = started.get(&p.digest).copied();
+                match (was_finished, p.finished) {
+                    (None, false) => {
+                        started.insert(p.digest.clone(), false);
+                        let text = format!("{short} {}/{total}", humanize::size(p.done));
+                        self.line(&text);
+                    }
+                    (None | Some(false), true) => {
+                        started.insert(p.digest.clone(), true);
+                        self.line(&format!("{short} {total}/{total} done"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Ends the display and reports how long the pull took.
+    pub fn finish(&mut self, reference: &str) {
+        let took = format!("{:.1}s", self.started.elapsed().as_secs_f64());
+        if let Mode::Bars {
+            spinner, layers, ..
+        } = &mut self.mode
+        {
+            if let Some(s) = spinner.take() {
+                s.finish_and_clear();
+            }
+            for b in layers.values().filter(|b| !b.is_finished()) {
+                b.finish();
+            }
+        }
+        self.line(&format!("pulled {reference} in {took}"));
+    }
+
+    /// Clears the bars after a failed pull so the error is readable.
+    pub fn abandon(&mut self) {
+        if let Mode::Bars {
+            spinner, layers, ..
+        } = &mut self.mode
+        {
+            if let Some(s) = spinner.take() {
+                s.finish_and_clear();
+            }
+            for b in layers.values() {
+                b.abandon();
+            }
+        }
+    }
+}
