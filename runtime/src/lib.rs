@@ -15,7 +15,10 @@
 pub mod cgroup;
 mod container;
 mod error;
+mod init;
+pub mod log;
 pub mod monitor;
+pub mod mounts;
 pub mod sandbox;
 mod state;
 

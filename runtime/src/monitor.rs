@@ -1,6 +1,727 @@
-//! The `cria-monitor` binary's logic (stub).
+//! `cria-monitor`: the per-container monitor, and its helper modes.
+//!
+//! Modes (argv[1]):
+//! - `create --id ID --dir DIR --bundle B [--log L] [--tty] [--stdin]`: forks
+//!   once (the parent exits, so the monitor is reparented to init and the
+//!   caller reaps at once), `setsid`, becomes child subreaper, creates the
+//!   container, prints one JSON result line on stdout, then runs the event
+//!   loop until the container exits.
+//! - `exec DIR`: joins the running container (namespaces, cgroup), forks,
+//!   sets user/caps and execs the OCI `Process` read as JSON from stdin;
+//!   stdout/stderr are the caller's pipes; exits with the process's code.
+//! - `sandbox JSON`: pins a pod's namespaces (see `sandbox.rs`).
+//!
+//! Single-threaded, no async runtime: poll(2) over the control socket, a
+//! signalfd for SIGCHLD and the container's output.
+
+use crate::cgroup::{self, Cgroup};
+use crate::init::{self, InitConfig};
+use crate::log::{LineFramer, LogFile, Stream};
+use crate::mounts::lower;
+use crate::state::{self, ContainerState, Status};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// The result line `create` prints for the library.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) enum CreateReply {
+    /// The container exists and waits for start.
+    Ok {
+        /// Monitor pid.
+        monitor_pid: i32,
+        /// Container pid.
+        pid: i32,
+    },
+    /// Creation failed; everything was undone.
+    Err(String),
+}
 
 /// Entry point of `cria-monitor`; returns the process exit code.
 pub fn main() -> i32 {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("create") => create_main(&args[2..]),
+        Some("exec") => match args.get(2) {
+            Some(dir) => exec_main(Path::new(dir)),
+            None => usage(),
+        },
+        Some("sandbox") => match args.get(2) {
+            Some(json) => crate::sandbox::helper_main(json),
+            None => usage(),
+        },
+        _ => usage(),
+    }
+}
+
+fn usage() -> i32 {
+    eprintln!("usage: cria-monitor create|exec|sandbox ... (started by the cria runtime)");
     2
+}
+
+/// Options of `create` mode.
+#[derive(Debug, Default)]
+struct CreateOpts {
+    id: String,
+    dir: PathBuf,
+    bundle: PathBuf,
+    log: Option<PathBuf>,
+    tty: bool,
+    stdin: bool,
+}
+
+fn parse_create(args: &[String]) -> Result<CreateOpts, String> {
+    let mut o = CreateOpts::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or_else(|| format!("{a}: missing value"));
+        match a.as_str() {
+            "--id" => o.id = val()?,
+            "--dir" => o.dir = val()?.into(),
+            "--bundle" => o.bundle = val()?.into(),
+            "--log" => o.log = Some(val()?.into()),
+            "--tty" => o.tty = true,
+            "--stdin" => o.stdin = true,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    if o.id.is_empty() || o.dir.as_os_str().is_empty() || o.bundle.as_os_str().is_empty() {
+        return Err("--id, --dir and --bundle are required".into());
+    }
+    Ok(o)
+}
+
+fn reply(r: &CreateReply) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, r);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+fn create_main(args: &[String]) -> i32 {
+    let opts = match parse_create(args) {
+        Ok(o) => o,
+        Err(e) => {
+            reply(&CreateReply::Err(e));
+            return 2;
+        }
+    };
+    // SAFETY: this process is single-threaded (just exec'd), so fork is safe.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => {
+            reply(&CreateReply::Err(format!("fork monitor: {}", lower(e.desc()))));
+            return 1;
+        }
+    }
+    // Own session and process group: signals to criad's group, or its
+    // terminal going away, do not reach us.
+    let _ = nix::unistd::setsid();
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    match Monitor::create(&opts) {
+        Err(e) => {
+            reply(&CreateReply::Err(e));
+            1
+        }
+        Ok(mut m) => {
+            reply(&CreateReply::Ok {
+                monitor_pid: std::process::id() as i32,
+                pid: m.pid.as_raw(),
+            });
+            detach_stdio();
+            m.run();
+            0
+        }
+    }
+}
+
+/// Points 0, 1, 2 at /dev/null: the caller stops reading at EOF.
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the stdio slots.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}
+
+/// One readable output of the container (pipe read end or pty master).
+struct Output {
+    fd: OwnedFd,
+    framer: LineFramer,
+    open: bool,
+}
+
+/// The monitor of one running container.
+struct Monitor {
+    dir: PathBuf,
+    state: ContainerState,
+    pid: Pid,
+    /// Our end of the sync socket with the container (until it execs).
+    sync: Option<UnixStream>,
+    outputs: Vec<Output>,
+    /// Held for attach (issue 7): stdin write end or the pty master.
+    _stdin: Option<OwnedFd>,
+    log: LogFile,
+    listener: UnixListener,
+    sigfd: SignalFd,
+    cgroup: Box<dyn Cgroup>,
+    own_pid_ns: bool,
+    _lock: std::fs::File,
+}
+
+fn err(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what}: {}", lower(&e.to_string()))
+}
+
+fn set_nonblock(fd: RawFd) {
+    // SAFETY: fcntl flag change on an fd we own.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| err("pipe", e.desc()))
+}
+
+impl Monitor {
+    fn create(o: &CreateOpts) -> Result<Monitor, String> {
+        std::fs::create_dir(&o.dir).map_err(|e| err(&format!("mkdir {:?}", o.dir), e))?;
+        let mut cgroup_made: Option<Box<dyn Cgroup>> = None;
+        let r = Self::create_in(o, &mut cgroup_made);
+        if r.is_err() {
+            // Undo: the cgroup (the child, if any, was killed and reaped
+            // in create_in) and the state dir.
+            if let Some(cg) = cgroup_made {
+                let _ = cg.remove();
+            }
+            let _ = std::fs::remove_dir_all(&o.dir);
+        }
+        r
+    }
+
+    fn create_in(o: &CreateOpts, cg_out: &mut Option<Box<dyn Cgroup>>) -> Result<Monitor, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&o.dir, std::fs::Permissions::from_mode(0o700));
+        let lock = std::fs::File::create(o.dir.join(state::LOCK_FILE))
+            .map_err(|e| err("create lock file", e))?;
+        nix::fcntl::Flock::lock(
+            lock.try_clone().map_err(|e| err("dup lock", e))?,
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        )
+        .map(std::mem::forget)
+        .map_err(|(_, e)| err("lock state dir", e.desc()))?;
+        let config = o.bundle.join("config.json");
+        let spec = oci_spec::runtime::Spec::load(&config)
+            .map_err(|e| format!("load spec {config:?}: {e}"))?;
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| "spec: root.path is missing".to_string())?;
+        let rootfs = if root.path().is_absolute() {
+            root.path().clone()
+        } else {
+            o.bundle.join(root.path())
+        };
+        if !rootfs.is_dir() {
+            return Err(format!("rootfs {rootfs:?}: no such directory"));
+        }
+        // cgroup: created and configured here; the child joins it first thing.
+        let cg_path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("/cria/{}", o.id));
+        let cg = cgroup::open(Path::new(cgroup::DEFAULT_ROOT), &cg_path).map_err(|e| e.to_string())?;
+        cg.create().map_err(|e| format!("create cgroup {cg_path}: {e}"))?;
+        let cg = cg_out.insert(cg);
+        if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            cg.apply(res).map_err(|e| format!("cgroup {cg_path}: {e}"))?;
+        }
+        // stdio
+        let mut outputs = Vec::new();
+        let mut keep_stdin = None;
+        let mut child_fds: Vec<OwnedFd> = Vec::new();
+        let console;
+        let stdio: [RawFd; 3];
+        if o.tty {
+            let pty = nix::pty::openpty(None, None).map_err(|e| err("openpty", e.desc()))?;
+            let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
+                .map_err(|e| err("pty name", e))?;
+            console = Some(slave_path);
+            stdio = [pty.slave.as_raw_fd(); 3];
+            let master2 = pty.master.try_clone().map_err(|e| err("dup pty", e))?;
+            set_nonblock(pty.master.as_raw_fd());
+            nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).ok();
+            nix::fcntl::fcntl(&master2, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).ok();
+            outputs.push(Output {
+                fd: pty.master,
+                framer: LineFramer::new(Stream::Stdout),
+                open: true,
+            });
+            keep_stdin = Some(master2);
+            child_fds.push(pty.slave);
+        } else {
+            console = None;
+            let (in_r, in_w) = if o.stdin {
+                let (r, w) = cloexec_pipe()?;
+                (r, Some(w))
+            } else {
+                let null = std::fs::File::open("/dev/null").map_err(|e| err("open /dev/null", e))?;
+                (OwnedFd::from(null), None)
+            };
+            keep_stdin = keep_stdin.or(in_w);
+            let (out_r, out_w) = cloexec_pipe()?;
+            let (err_r, err_w) = cloexec_pipe()?;
+            set_nonblock(out_r.as_raw_fd());
+            set_nonblock(err_r.as_raw_fd());
+            stdio = [in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
+            outputs.push(Output {
+                fd: out_r,
+                framer: LineFramer::new(Stream::Stdout),
+                open: true,
+            });
+            outputs.push(Output {
+                fd: err_r,
+                framer: LineFramer::new(Stream::Stderr),
+                open: true,
+            });
+            child_fds.extend([in_r, out_w, err_w]);
+        }
+        let log = LogFile::open(o.log.as_deref()).map_err(|e| err(&format!("open log {:?}", o.log), e))?;
+        let (mine, theirs) = UnixStream::pair().map_err(|e| err("socketpair", e))?;
+        // SIGCHLD is read from a signalfd; block it before the child exists.
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        mask.thread_block().map_err(|e| err("block SIGCHLD", e.desc()))?;
+        let sigfd = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK)
+            .map_err(|e| err("signalfd", e.desc()))?;
+        // Namespaces: new ones by clone flags; a pid ns by path is joined by
+        // us (it applies to our children); others by the child.
+        let nss = init::namespaces(&spec);
+        let mut flags = CloneFlags::empty();
+        let mut own_pid_ns = false;
+        for (f, path) in &nss {
+            if *f == CloneFlags::CLONE_NEWUSER {
+                return Err("user namespaces are not supported".into());
+            }
+            match path {
+                None if *f == CloneFlags::CLONE_NEWCGROUP => {}
+                None => {
+                    flags |= *f;
+                    own_pid_ns |= *f == CloneFlags::CLONE_NEWPID;
+                }
+                Some(p) if *f == CloneFlags::CLONE_NEWPID => {
+                    let ns = std::fs::File::open(p).map_err(|e| err(&format!("open namespace {p:?}"), e))?;
+                    nix::sched::setns(&ns, CloneFlags::CLONE_NEWPID)
+                        .map_err(|e| err(&format!("setns {p:?}"), e.desc()))?;
+                }
+                Some(_) => {}
+            }
+        }
+        let cfg = InitConfig {
+            spec: &spec,
+            rootfs,
+            cgroup: Some(cg.as_ref()),
+            cgroup_path: Some(cg_path.clone()),
+            stdio,
+            console,
+        };
+        // SAFETY: raw clone with no new stack behaves like fork; this process
+        // is single-threaded, so the child may run ordinary code until exec.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flags.bits() as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        if ret < 0 {
+            return Err(err("clone container process", std::io::Error::last_os_error()));
+        }
+        if ret == 0 {
+            drop(mine);
+            child_prepare_signals();
+            init::run(&cfg, theirs);
+        }
+        let pid = Pid::from_raw(ret as i32);
+        drop(theirs);
+        drop(child_fds);
+        let mut sync = mine;
+        let mut buf = vec![0u8; 4096];
+        let n = sync.read(&mut buf).unwrap_or(0);
+        if n != 1 || buf[0] != b'R' {
+            let msg = if n > 1 && buf[0] == b'E' {
+                String::from_utf8_lossy(&buf[1..n]).into_owned()
+            } else {
+                "container process died during setup".to_string()
+            };
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Err(msg);
+        }
+        let now = SystemTime::now();
+        let state = ContainerState {
+            id: o.id.clone(),
+            status: Status::Created,
+            pid: pid.as_raw(),
+            monitor_pid: std::process::id() as i32,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            oom_killed: false,
+            message: None,
+            bundle: o.bundle.clone(),
+            log_path: o.log.clone(),
+            cgroup_path: Some(cg_path),
+        };
+        let fail = |msg: String| {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            msg
+        };
+        state
+            .save(&o.dir)
+            .map_err(|e| fail(err("write status.json", e)))?;
+        state::write_atomic(&o.dir, state::PID_FILE, std::process::id().to_string().as_bytes())
+            .map_err(|e| fail(err("write monitor.pid", e)))?;
+        let sock = o.dir.join(state::CONTROL_SOCKET);
+        let listener = UnixListener::bind(&sock).map_err(|e| fail(err("bind control socket", e)))?;
+        listener.set_nonblocking(true).ok();
+        let cgroup = cg_out.take().expect("cgroup stored above");
+        Ok(Monitor {
+            dir: o.dir.clone(),
+            state,
+            pid,
+            sync: Some(sync),
+            outputs,
+            _stdin: keep_stdin,
+            log,
+            listener,
+            sigfd,
+            cgroup,
+            own_pid_ns,
+            _lock: lock,
+        })
+    }
+
+    fn save(&self) {
+        // A failed write leaves the previous state; nothing better to do
+        // than keep running (the library reports the old state).
+        let _ = self.state.save(&self.dir);
+    }
+
+    /// The event loop; returns when the container has exited.
+    fn run(&mut self) {
+        let mut exited = false;
+        while !exited {
+            let mut fds = vec![
+                PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
+            ];
+            let open: Vec<usize> = (0..self.outputs.len())
+                .filter(|i| self.outputs[*i].open)
+                .collect();
+            for i in &open {
+                fds.push(PollFd::new(self.outputs[*i].fd.as_fd(), PollFlags::POLLIN));
+            }
+            if nix::poll::poll(&mut fds, PollTimeout::NONE).is_err() {
+                continue;
+            }
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            let accept = ready(&fds[0]);
+            let sig = ready(&fds[1]);
+            let outs: Vec<usize> = open
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| ready(&fds[k + 2]))
+                .map(|(_, i)| *i)
+                .collect();
+            drop(fds);
+            for i in outs {
+                self.read_output(i);
+            }
+            if accept {
+                self.handle_control();
+            }
+            if sig {
+                while self.sigfd.read_signal().ok().flatten().is_some() {}
+                exited = self.reap();
+            }
+        }
+        self.finish();
+    }
+
+    /// Reads what is available from output `i` into the log.
+    fn read_output(&mut self, i: usize) {
+        let mut buf = [0u8; 32 * 1024];
+        let mut out = Vec::new();
+        // Bounded: at most 8 reads per wakeup so control stays responsive.
+        for _ in 0..8 {
+            let o = &mut self.outputs[i];
+            match nix::unistd::read(&o.fd, &mut buf) {
+                Ok(0) => {
+                    o.open = false;
+                    break;
+                }
+                Ok(n) => o.framer.push(&buf[..n], SystemTime::now(), &mut out),
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                // EIO: the pty's last slave fd was closed.
+                Err(_) => {
+                    o.open = false;
+                    break;
+                }
+            }
+        }
+        let _ = self.log.write(&out);
+    }
+
+    /// Reaps every exited child; true when the container process is gone.
+    fn reap(&mut self) -> bool {
+        let mut container_gone = false;
+        loop {
+            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, code)) => {
+                    if p == self.pid {
+                        self.state.exit_code = Some(code);
+                        container_gone = true;
+                    }
+                }
+                Ok(WaitStatus::Signaled(p, s, _)) => {
+                    if p == self.pid {
+                        self.state.exit_code = Some(128 + s as i32);
+                        container_gone = true;
+                    }
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        container_gone
+    }
+
+    /// After the container exited: stop its leftovers, drain output, record.
+    fn finish(&mut self) {
+        self.state.finished_at = Some(SystemTime::now());
+        self.sync = None;
+        if !self.own_pid_ns {
+            // Without its own PID namespace nothing kills the container's
+            // other processes; do it, as containerd's shim does.
+            for p in self.cgroup.procs().unwrap_or_default() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+        }
+        // Drain: bounded to 50 rounds of 10 ms waiting for EOF.
+        for _ in 0..50 {
+            let open: Vec<usize> = (0..self.outputs.len())
+                .filter(|i| self.outputs[*i].open)
+                .collect();
+            if open.is_empty() {
+                break;
+            }
+            let mut fds: Vec<PollFd> = open
+                .iter()
+                .map(|i| PollFd::new(self.outputs[*i].fd.as_fd(), PollFlags::POLLIN))
+                .collect();
+            let n = nix::poll::poll(&mut fds, PollTimeout::from(10u16)).unwrap_or(0);
+            drop(fds);
+            if n == 0 {
+                break;
+            }
+            for i in open {
+                self.read_output(i);
+            }
+            self.reap();
+        }
+        let mut out = Vec::new();
+        for o in &mut self.outputs {
+            o.framer.finish(SystemTime::now(), &mut out);
+        }
+        let _ = self.log.write(&out);
+        self.state.oom_killed = self.cgroup.stats().oom_kills > 0;
+        self.state.status = Status::Stopped;
+        self.save();
+        let _ = std::fs::remove_file(self.dir.join(state::CONTROL_SOCKET));
+        self.reap();
+    }
+
+    /// Serves one control connection: a command line, an answer line.
+    fn handle_control(&mut self) {
+        let Ok((conn, _)) = self.listener.accept() else {
+            return;
+        };
+        let _ = conn.set_nonblocking(false);
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut line = String::new();
+        let mut reader = BufReader::new(&conn);
+        if reader.read_line(&mut line).is_err() {
+            return;
+        }
+        let answer = match line.trim() {
+            "start" => self.start(),
+            "reopen_log" => self.log.reopen().map_err(|e| err("reopen log", e)),
+            other => Err(format!("unknown command {other:?}")),
+        };
+        let text = match answer {
+            Ok(()) => "ok\n".to_string(),
+            Err(e) => format!("err {}\n", e.replace('\n', " ")),
+        };
+        let _ = (&conn).write_all(text.as_bytes());
+    }
+
+    fn start(&mut self) -> Result<(), String> {
+        if self.state.status != Status::Created {
+            return Err(format!("container is {}", self.state.status));
+        }
+        let Some(mut sync) = self.sync.take() else {
+            return Err("container is not waiting to start".into());
+        };
+        sync.write_all(b"G").map_err(|e| err("start container", e))?;
+        let mut buf = vec![0u8; 4096];
+        // EOF: the socket was closed by a successful execve (CLOEXEC).
+        let n = sync.read(&mut buf).unwrap_or(0);
+        if n > 1 && buf[0] == b'E' {
+            let msg = String::from_utf8_lossy(&buf[1..n]).into_owned();
+            self.state.message = Some(msg.clone());
+            self.save();
+            return Err(msg);
+        }
+        self.state.status = Status::Running;
+        self.state.started_at = Some(SystemTime::now());
+        self.save();
+        Ok(())
+    }
+}
+
+/// In a fresh child: default signal dispositions and an empty mask, as a
+/// new program expects (Rust ignores SIGPIPE; we block SIGCHLD).
+pub(crate) fn child_prepare_signals() {
+    for s in Signal::iterator() {
+        if s == Signal::SIGKILL || s == Signal::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resetting a disposition to SIG_DFL installs no handler.
+        unsafe {
+            let _ = nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigDfl);
+        }
+    }
+    let _ = SigSet::empty().thread_set_mask();
+}
+
+/// `exec` mode: see the module doc.
+fn exec_main(dir: &Path) -> i32 {
+    match exec_in(dir) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cria-monitor exec: {e}");
+            126
+        }
+    }
+}
+
+const NS_ORDER: &[(&str, CloneFlags)] = &[
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    // mnt last: after it, host paths (/proc, /sys/fs/cgroup) are gone.
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+fn exec_in(dir: &Path) -> Result<i32, String> {
+    use std::os::unix::fs::MetadataExt;
+    let st = ContainerState::load(dir).map_err(|e| err("read status.json", e))?;
+    if st.status != Status::Running {
+        return Err(format!("container {} is {}", st.id, st.status));
+    }
+    let mut json = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut json)
+        .map_err(|e| err("read process", e))?;
+    let process: oci_spec::runtime::Process =
+        serde_json::from_slice(&json).map_err(|e| err("parse process", e))?;
+    // Open every namespace first (the pid's /proc goes away after setns mnt).
+    let mut nss = Vec::new();
+    for (name, flag) in NS_ORDER {
+        let theirs = format!("/proc/{}/ns/{name}", st.pid);
+        let mine = format!("/proc/self/ns/{name}");
+        let (a, b) = (std::fs::metadata(&theirs), std::fs::metadata(&mine));
+        let (Ok(a), Ok(b)) = (a, b) else {
+            return Err(format!("container {} has no process {}", st.id, st.pid));
+        };
+        if a.ino() != b.ino() || a.dev() != b.dev() {
+            let f = std::fs::File::open(&theirs).map_err(|e| err(&format!("open {theirs}"), e))?;
+            nss.push((f, *flag, name));
+        }
+    }
+    if let Some(p) = &st.cgroup_path {
+        let cg = cgroup::open(Path::new(cgroup::DEFAULT_ROOT), p).map_err(|e| e.to_string())?;
+        cg.add_process(0).map_err(|e| format!("join cgroup: {e}"))?;
+    }
+    for (f, flag, name) in &nss {
+        nix::sched::setns(f, *flag).map_err(|e| err(&format!("setns {name}"), e.desc()))?;
+    }
+    // The pid namespace applies to children only: fork into it.
+    // SAFETY: single-threaded process.
+    match unsafe { nix::unistd::fork() }.map_err(|e| err("fork", e.desc()))? {
+        nix::unistd::ForkResult::Child => {
+            child_prepare_signals();
+            let code = match exec_child(&process) {
+                Ok(never) => match never {},
+                Err(e) => {
+                    eprintln!("cria-monitor exec: {e}");
+                    if e.contains("no such file") || e.contains("not found") {
+                        127
+                    } else {
+                        126
+                    }
+                }
+            };
+            std::process::exit(code);
+        }
+        nix::unistd::ForkResult::Parent { child } => loop {
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, c)) => return Ok(c),
+                Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(err("wait", e.desc())),
+            }
+        },
+    }
+}
+
+fn exec_child(p: &oci_spec::runtime::Process) -> Result<std::convert::Infallible, String> {
+    init::set_user_and_caps(p)?;
+    // Dies with its parent (the helper the library kills on timeout); set
+    // after setuid, which clears it.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| err("pdeathsig", e.desc()))?;
+    let cwd = p.cwd();
+    if !cwd.as_os_str().is_empty() {
+        nix::unistd::chdir(cwd).map_err(|e| err(&format!("chdir {cwd:?}"), e.desc()))?;
+    }
+    if p.no_new_privileges() == Some(true) {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| err("no_new_privs", e.desc()))?;
+    }
+    let plan = init::exec_plan(p)?;
+    init::close_other_fds();
+    // issue 6: the container's seccomp filter is loaded here too.
+    plan.exec()
 }

@@ -59,3 +59,75 @@ pub struct ContainerState {
     /// `linux.cgroupsPath` of the spec (for kill-all, stats, delete).
     pub cgroup_path: Option<String>,
 }
+
+/// File name of the state record inside a container dir.
+pub(crate) const STATUS_FILE: &str = "status.json";
+/// File locked (exclusively) by a live monitor.
+pub(crate) const LOCK_FILE: &str = "monitor.lock";
+/// The monitor's pid.
+pub(crate) const PID_FILE: &str = "monitor.pid";
+/// The monitor's control socket.
+pub(crate) const CONTROL_SOCKET: &str = "control.sock";
+
+/// Writes `bytes` to `dir/name` atomically: a temp file, fsync'd, renamed.
+pub(crate) fn write_atomic(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))
+}
+
+impl ContainerState {
+    /// Saves the state as `status.json` in `dir` (atomic replace).
+    pub(crate) fn save(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        write_atomic(dir, STATUS_FILE, &bytes)
+    }
+
+    /// Loads `status.json` from `dir`.
+    pub(crate) fn load(dir: &std::path::Path) -> std::io::Result<Self> {
+        let bytes = std::fs::read(dir.join(STATUS_FILE))?;
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trip_and_atomic_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ContainerState {
+            id: "c1".into(),
+            status: Status::Created,
+            pid: 42,
+            monitor_pid: 41,
+            created_at: SystemTime::now(),
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            oom_killed: false,
+            message: None,
+            bundle: "/b".into(),
+            log_path: Some("/l".into()),
+            cgroup_path: Some("/cria/c1".into()),
+        };
+        s.save(dir.path()).unwrap();
+        assert_eq!(ContainerState::load(dir.path()).unwrap(), s);
+        s.status = Status::Stopped;
+        s.exit_code = Some(137);
+        s.oom_killed = true;
+        s.save(dir.path()).unwrap();
+        let back = ContainerState::load(dir.path()).unwrap();
+        assert_eq!(back.status, Status::Stopped);
+        assert_eq!(back.exit_code, Some(137));
+        assert!(back.oom_killed);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(STATUS_FILE)], "no temp file left");
+        let json = std::fs::read_to_string(dir.path().join(STATUS_FILE)).unwrap();
+        assert!(json.contains("\"status\":\"stopped\""));
+    }
+}
