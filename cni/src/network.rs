@@ -164,8 +164,8 @@ impl<E: PluginExec> Cni<E> {
     ///
     /// The config used is cached before the first plugin runs, so a later
     /// [`Cni::del`] tears down with the same config even after a crash. On
-    /// failure ADD runs DEL itself (best effort) and returns the ADD error; the
-    /// cache stays if that DEL failed, so the caller's DEL can retry.
+    /// failure ADD runs DEL itself (best effort, failures logged), forgets the
+    /// attachment and returns the ADD error with the plugin's message.
     pub async fn add(&self, rt: &RuntimeConf) -> Result<Attachment> {
         rt.validate()?;
         let list = self.config()?.ok_or_else(|| CniError::NoConfig {
@@ -183,15 +183,14 @@ impl<E: PluginExec> Cni<E> {
         let (raw, result) = match attached {
             Ok(done) => done,
             Err(err) => {
-                match self.teardown(&list, rt, None).await {
-                    Ok(()) => {
-                        if let Err(e) = self.cache.remove(&rt.container_id, &rt.ifname) {
-                            tracing::warn!(container_id = %rt.container_id, error = %e, "cni: removing cache after failed ADD");
-                        }
-                    }
-                    Err(del) => {
-                        tracing::warn!(container_id = %rt.container_id, error = %del, "cni: DEL after failed ADD failed");
-                    }
+                if let Err(del) = self.teardown(&list, rt, None).await {
+                    tracing::warn!(container_id = %rt.container_id, error = %del, "cni: DEL after failed ADD failed");
+                }
+                // The attachment is abandoned: the runtime removes the sandbox
+                // after a failed ADD and will not DEL it again, so its record
+                // would only leak.
+                if let Err(e) = self.cache.remove(&rt.container_id, &rt.ifname) {
+                    tracing::warn!(container_id = %rt.container_id, error = %e, "cni: removing cache after failed ADD");
                 }
                 return Err(err);
             }
