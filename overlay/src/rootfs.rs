@@ -166,3 +166,40 @@ fn copy_owner_and_mode(from: &Path, to: &Path) -> Result<()> {
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
         .map_err(|e| OverlayError::io("chmod", to, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mount(2) fallback, forced: 128 long lower paths still fit one
+    /// page because each is passed as /proc/self/fd/N.
+    #[test]
+    fn classic_fallback_mounts_128_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = dir.path().join("l".repeat(60));
+        let lowers: Vec<PathBuf> = (0..128)
+            .map(|i| {
+                let lower = long.join(format!("{i:03}-{}", "x".repeat(40)));
+                std::fs::create_dir_all(&lower).unwrap();
+                std::fs::write(lower.join(format!("f{i}")), b"").unwrap();
+                lower
+            })
+            .collect();
+        let (upper, work) = (dir.path().join("upper"), dir.path().join("work"));
+        std::fs::create_dir(&upper).unwrap();
+        std::fs::create_dir(&work).unwrap();
+        let rootfs = Rootfs {
+            lowers,
+            upper: Some((upper, work)),
+        };
+        let target = dir.path().join("mnt");
+        std::fs::create_dir(&target).unwrap();
+        rootfs.mount_with(&target, Method::Classic).unwrap();
+        let seen = std::fs::read_dir(&target).map(|d| d.count());
+        let written = std::fs::write(target.join("new"), b"x");
+        unmount(&target).unwrap();
+        assert_eq!(seen.unwrap(), 128);
+        written.unwrap();
+        assert!(dir.path().join("upper/new").exists());
+    }
+}

@@ -93,13 +93,13 @@ pub fn diff_id(tar: &[u8]) -> String {
 /// Archives the contents of `src` with GNU tar (`./`-prefixed names,
 /// numeric owners, xattrs), in the given `--format`.
 pub fn gnu_tar(src: &Path, format: &str) -> Vec<u8> {
-    let out = Command::new("tar")
-        .args([
-            "--numeric-owner",
-            "--xattrs",
-            "--xattrs-include=*",
-            "--sort=name",
-        ])
+    let mut cmd = Command::new("tar");
+    if format == "posix" {
+        // GNU tar writes xattrs only into PAX archives.
+        cmd.args(["--xattrs", "--xattrs-include=*"]);
+    }
+    let out = cmd
+        .args(["--numeric-owner", "--sort=name"])
         .arg(format!("--format={format}"))
         .arg("-C")
         .arg(src)
