@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cria_cni::CniError;
 use serde_json::json;
-use support::{must, Lab, Netns};
+use support::{Lab, Netns};
 
 fn ping(from: &Netns, to: IpAddr) -> bool {
     from.exec(&["busybox", "ping", "-c1", "-W1", &to.to_string()])
@@ -216,5 +216,72 @@ async fn concurrent_pods_get_distinct_ips_and_leave_nothing() {
         lab.cache_files()
     );
     drop(namespaces);
-    must(&["true"]);
+}
+
+#[tokio::test]
+async fn older_config_versions_attach_and_detach() {
+    for (i, version) in ["0.3.1", "0.4.0"].into_iter().enumerate() {
+        let lab = Lab::new();
+        let mut conf = lab.conflist(
+            json!([[{"subnet": format!("10.251.{}.0/24", 7 + i)}]]),
+            false,
+        );
+        conf["cniVersion"] = json!(version);
+        lab.write_conf("10-test.conflist", &conf);
+        let cni = lab.cni();
+        let ns = Netns::new();
+        let pod = lab.pod(&ns);
+        let att = cni
+            .add(&pod)
+            .await
+            .unwrap_or_else(|e| panic!("ADD {version}: {e}"));
+        assert_eq!(att.result.cni_version, version);
+        assert_eq!(att.pod_ips.len(), 1, "{version}: {att:?}");
+        match cni.check(&pod).await {
+            Ok(()) => assert_eq!(version, "0.4.0"),
+            Err(CniError::Unsupported { .. }) => assert_eq!(version, "0.3.1"),
+            Err(e) => panic!("CHECK {version}: {e}"),
+        }
+        cni.del(&pod)
+            .await
+            .unwrap_or_else(|e| panic!("DEL {version}: {e}"));
+        assert!(
+            lab.veths().is_empty() && lab.allocations().is_empty(),
+            "{version} left state behind"
+        );
+    }
+}
+
+#[tokio::test]
+async fn single_plugin_conf_file_is_used_as_a_list() {
+    let lab = Lab::new();
+    let mut conf =
+        lab.conflist(json!([[{"subnet": "10.251.9.0/24"}]]), false)["plugins"][0].clone();
+    conf["cniVersion"] = json!("1.0.0");
+    conf["name"] = json!(lab.network);
+    lab.write_conf("10-bridge.conf", &conf);
+    let cni = lab.cni();
+    let ns = Netns::new();
+    let pod = lab.pod(&ns);
+    let att = cni.add(&pod).await.expect("ADD via .conf");
+    assert_eq!(att.pod_ips.len(), 1);
+    cni.del(&pod).await.expect("DEL");
+    assert!(lab.veths().is_empty() && lab.allocations().is_empty());
+}
+
+#[tokio::test]
+async fn version_asks_the_real_plugin() {
+    let lab = Lab::new();
+    let versions = lab.cni().version("bridge").await.expect("VERSION");
+    assert!(versions.iter().any(|v| v == "1.0.0"), "{versions:?}");
+    let missing = lab
+        .cni()
+        .version("no-such-plugin")
+        .await
+        .expect_err("missing plugin");
+    assert!(
+        missing.to_string().contains("no-such-plugin")
+            && missing.to_string().contains(support::DEBIAN_CNI_BIN),
+        "{missing}"
+    );
 }

@@ -454,3 +454,15 @@ fn legacy_lists_get_no_prev_result() {
         json!({"cniVersion": "0.2.0", "name": "old", "type": "bridge"})
     );
 }
+
+#[test]
+fn only_nsfs_files_count_as_a_netns() {
+    assert!(is_netns(Path::new("/proc/self/ns/net")));
+    let file = tempfile::NamedTempFile::new().expect("tempfile");
+    assert!(
+        !is_netns(file.path()),
+        "a leftover pin file is not a namespace"
+    );
+    assert!(!is_netns(Path::new("/nonexistent/netns")));
+    assert!(!is_netns(Path::new("")));
+}
