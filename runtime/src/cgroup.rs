@@ -737,13 +737,13 @@ mod tests {
     #[test]
     fn unified_keys_only_on_v2() {
         let r = LinuxResourcesBuilder::default()
-            .unified([("memory.high".to_string(), "1000000".to_string())].into())
+            .unified(std::collections::HashMap::from([("memory.high".to_string(), "1000000".to_string())]))
             .build()
             .unwrap();
         assert!(v1_writes(&r).is_err());
         assert_eq!(find(&v2_writes(&r).unwrap(), "memory.high"), Some("1000000"));
         let bad = LinuxResourcesBuilder::default()
-            .unified([("../x".to_string(), "1".to_string())].into())
+            .unified(std::collections::HashMap::from([("../x".to_string(), "1".to_string())]))
             .build()
             .unwrap();
         assert!(v2_writes(&bad).is_err());

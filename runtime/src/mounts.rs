@@ -197,7 +197,10 @@ pub fn open_in_root(root: &OwnedFd, dest: &Path, file: bool) -> Result<OwnedFd, 
     if let Ok(fd) = open(path) {
         return Ok(fd);
     }
-    let comps: Vec<_> = path.components().collect();
+    // Missing parts: resolve symlinks ourselves (within the root) so the
+    // directories we create are where openat2 will look for them.
+    let resolved = resolve_in_root(root, path)?;
+    let comps: Vec<_> = resolved.components().collect();
     let mut prefix = PathBuf::new();
     for (i, c) in comps.iter().enumerate() {
         let parent = step("open", dest, open(&prefix))?;
@@ -224,6 +227,56 @@ pub fn open_in_root(root: &OwnedFd, dest: &Path, file: bool) -> Result<OwnedFd, 
         }
     }
     step("open", dest, open(path))
+}
+
+/// `path` with every symlink resolved as if `root` were `/` (absolute links
+/// restart at the root, `..` never climbs above it); missing parts are kept.
+fn resolve_in_root(root: &OwnedFd, path: &Path) -> Result<PathBuf, StepError> {
+    let mut queue: std::collections::VecDeque<std::ffi::OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut current = PathBuf::new();
+    let mut links = 0;
+    while let Some(c) = queue.pop_front() {
+        if c == ".." {
+            current.pop();
+            continue;
+        }
+        let next = current.join(&c);
+        match rustix::fs::readlinkat(root.as_fd(), &next, Vec::new()) {
+            Ok(target) => {
+                links += 1;
+                if links > 40 {
+                    return Err(format!("resolve {path:?}: too many levels of symbolic links"));
+                }
+                let target = PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+                    target.into_bytes(),
+                ));
+                if target.is_absolute() {
+                    current = PathBuf::new();
+                }
+                let mut front: Vec<std::ffi::OsString> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_os_string()),
+                        Component::ParentDir => Some("..".into()),
+                        _ => None,
+                    })
+                    .collect();
+                front.reverse();
+                for f in front {
+                    queue.push_front(f);
+                }
+            }
+            Err(_) => current = next,
+        }
+    }
+    Ok(current)
 }
 
 fn fd_path(fd: &OwnedFd) -> PathBuf {
@@ -397,7 +450,9 @@ pub fn populate_dev(root: &OwnedFd, spec: &Spec, console: Option<&Path>) -> Resu
                 devdir.as_fd(),
                 &name,
                 Mode::from_raw_mode(mode & 0o7777),
-                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                // We just made this node: not a symlink (and the kernel
+                // has no fchmodat NOFOLLOW).
+                rustix::fs::AtFlags::empty(),
             ),
         )?;
         if uid != 0 || gid != 0 {
