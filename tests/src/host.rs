@@ -241,6 +241,47 @@ pub fn pids_mentioning(needle: &str) -> Vec<i32> {
         .collect()
 }
 
+/// A read-only view of image layers mounted with the kernel's OverlayFS by
+/// the test itself (not by cria); unmounted on drop.
+pub struct OverlayView {
+    scratch: tempfile::TempDir,
+}
+
+impl OverlayView {
+    /// Mounts `lowers` (top layer first) at a temp dir.
+    pub fn mount(lowers: &[PathBuf]) -> Result<OverlayView> {
+        let scratch = tempfile::Builder::new().prefix("cria-view-").tempdir()?;
+        for d in ["upper", "work", "merged"] {
+            fs::create_dir(scratch.path().join(d))?;
+        }
+        let lower: Vec<String> = lowers
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            scratch.path().join("upper").display(),
+            scratch.path().join("work").display()
+        );
+        run(Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &opts])
+            .arg(scratch.path().join("merged")))?;
+        Ok(OverlayView { scratch })
+    }
+
+    /// The merged view.
+    pub fn path(&self) -> PathBuf {
+        self.scratch.path().join("merged")
+    }
+}
+
+impl Drop for OverlayView {
+    fn drop(&mut self) {
+        unmount_all_under(self.scratch.path());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod criad;
+pub mod expect;
 pub mod fixtures;
 pub mod host;
 pub mod registry;

@@ -188,6 +188,51 @@ impl Registry {
             .count()
     }
 
+    /// The digest the registry serves for `repo:reference` (its
+    /// `Docker-Content-Digest` header), with the `Accept` of a CRI client.
+    pub fn manifest_digest(&self, repo: &str, reference: &str) -> Result<String> {
+        let headers = run_stdout(
+            self.curl()
+                .args(["-sf", "-o", "/dev/null", "-D", "-"])
+                .arg(format!("{}/v2/{repo}/manifests/{reference}", self.url())),
+        )?;
+        headers
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("docker-content-digest")
+                    .then(|| v.trim().to_owned())
+            })
+            .with_context(|| format!("no Docker-Content-Digest for {repo}:{reference}"))
+    }
+
+    /// The manifest (or index) the registry serves for `repo:reference`.
+    pub fn manifest(&self, repo: &str, reference: &str) -> Result<serde_json::Value> {
+        let body = run_stdout(
+            self.curl()
+                .arg("-sf")
+                .arg(format!("{}/v2/{repo}/manifests/{reference}", self.url())),
+        )?;
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// curl with this registry's CA, credentials and the manifest media types.
+    fn curl(&self) -> Command {
+        let mut c = Command::new("curl");
+        c.args(["--max-time", "10", "-H"]).arg(
+            "Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+             application/vnd.docker.distribution.manifest.list.v2+json, \
+             application/vnd.docker.distribution.manifest.v2+json",
+        );
+        if let Some(ca) = self.ca_cert() {
+            c.arg("--cacert").arg(ca);
+        }
+        if let Some((u, p)) = &self.opts.basic_auth {
+            c.arg("-u").arg(format!("{u}:{p}"));
+        }
+        c
+    }
+
     /// Pushes `src` (a skopeo source such as `oci:/layout:ref`) to `<host>/<repo_tag>`
     /// with skopeo; `extra` adds flags such as `--format v2s2` or `--all`.
     pub fn push(&self, src: &str, repo_tag: &str, extra: &[&str]) -> Result<()> {
