@@ -91,7 +91,11 @@ pub fn v1_writes(r: &LinuxResources) -> Result<Vec<Write1>, RuntimeError> {
             out.push(w("cpu", "cpu.cfs_period_us", p.to_string()));
         }
         if let Some(q) = cpu.quota() {
-            out.push(w("cpu", "cpu.cfs_quota_us", if q <= 0 { -1 } else { q }.to_string()));
+            out.push(w(
+                "cpu",
+                "cpu.cfs_quota_us",
+                if q <= 0 { -1 } else { q }.to_string(),
+            ));
         }
         if let Some(c) = cpu.cpus() {
             out.push(w("cpuset", "cpuset.cpus", c.clone()));
@@ -273,9 +277,7 @@ pub fn keyed_value(content: &str, key: &str) -> Option<u64> {
 }
 
 fn read_u64(p: &Path) -> u64 {
-    read_opt(p)
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+    read_opt(p).and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
 fn write_file(p: &Path, value: &str) -> Result<(), RuntimeError> {
@@ -361,10 +363,7 @@ pub fn detect(root: &Path) -> Result<Layout, RuntimeError> {
         }
         if name == "unified" {
             let ctrls = read_opt(&path.join("cgroup.controllers")).unwrap_or_default();
-            unified = Some((
-                path,
-                ctrls.split_whitespace().map(str::to_string).collect(),
-            ));
+            unified = Some((path, ctrls.split_whitespace().map(str::to_string).collect()));
             continue;
         }
         if name.starts_with("name=") || name == "systemd" {
@@ -532,7 +531,10 @@ impl Cgroup for V1Cgroup {
             // memory+swap must stay >= memory: when raising both, the old
             // memsw limit refuses the new memory limit; write memsw first then.
             if res.is_err() && x.file == "memory.limit_in_bytes" {
-                if let Some(sw) = writes.iter().find(|y| y.file == "memory.memsw.limit_in_bytes") {
+                if let Some(sw) = writes
+                    .iter()
+                    .find(|y| y.file == "memory.memsw.limit_in_bytes")
+                {
                     write_file(&path.with_file_name(&sw.file), &sw.value)?;
                     write_file(&path, &x.value)?;
                     continue;
@@ -737,13 +739,22 @@ mod tests {
     #[test]
     fn unified_keys_only_on_v2() {
         let r = LinuxResourcesBuilder::default()
-            .unified(std::collections::HashMap::from([("memory.high".to_string(), "1000000".to_string())]))
+            .unified(std::collections::HashMap::from([(
+                "memory.high".to_string(),
+                "1000000".to_string(),
+            )]))
             .build()
             .unwrap();
         assert!(v1_writes(&r).is_err());
-        assert_eq!(find(&v2_writes(&r).unwrap(), "memory.high"), Some("1000000"));
+        assert_eq!(
+            find(&v2_writes(&r).unwrap(), "memory.high"),
+            Some("1000000")
+        );
         let bad = LinuxResourcesBuilder::default()
-            .unified(std::collections::HashMap::from([("../x".to_string(), "1".to_string())]))
+            .unified(std::collections::HashMap::from([(
+                "../x".to_string(),
+                "1".to_string(),
+            )]))
             .build()
             .unwrap();
         assert!(v2_writes(&bad).is_err());
@@ -782,8 +793,14 @@ mod tests {
         cg.create().unwrap();
         cg.apply(&resources()).unwrap();
         let dir = root.path().join("pod1/ctr1");
-        assert_eq!(fs::read_to_string(dir.join("memory.max")).unwrap(), "33554432");
-        assert_eq!(fs::read_to_string(dir.join("cpu.max")).unwrap(), "50000 100000");
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.max")).unwrap(),
+            "33554432"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("cpu.max")).unwrap(),
+            "50000 100000"
+        );
         assert_eq!(
             fs::read_to_string(root.path().join("pod1/cgroup.subtree_control")).unwrap(),
             "+cpu +memory +pids"

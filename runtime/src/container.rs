@@ -201,11 +201,18 @@ pub(crate) fn kill(rt: &Runtime, id: &str, signal: i32, all: bool) -> Result<(),
     }
     match nix::sys::signal::kill(Pid::from_raw(st.pid), sig) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-        Err(e) => Err(RuntimeError::sys(format!("kill {} (container {id})", st.pid), e)),
+        Err(e) => Err(RuntimeError::sys(
+            format!("kill {} (container {id})", st.pid),
+            e,
+        )),
     }
 }
 
-pub(crate) fn wait(rt: &Runtime, id: &str, timeout: Duration) -> Result<ContainerState, RuntimeError> {
+pub(crate) fn wait(
+    rt: &Runtime,
+    id: &str,
+    timeout: Duration,
+) -> Result<ContainerState, RuntimeError> {
     let dir = rt.container_dir(id);
     let deadline = Instant::now() + timeout;
     loop {
@@ -232,7 +239,10 @@ pub(crate) fn wait(rt: &Runtime, id: &str, timeout: Duration) -> Result<Containe
                 continue;
             }
         };
-        let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let mut fds = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
         let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
         let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
     }
@@ -399,7 +409,9 @@ pub(crate) fn list(rt: &Runtime) -> Result<Vec<String>, RuntimeError> {
 pub(crate) fn signal_from_name(name: &str) -> Result<i32, RuntimeError> {
     let n = name.trim();
     if let Ok(num) = n.parse::<i32>() {
-        return Signal::try_from(num).map(|s| s as i32).map_err(|_| bad_signal(name));
+        return Signal::try_from(num)
+            .map(|s| s as i32)
+            .map_err(|_| bad_signal(name));
     }
     let upper = n.to_ascii_uppercase();
     let full = if upper.starts_with("SIG") {

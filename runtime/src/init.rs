@@ -100,7 +100,11 @@ pub(crate) fn run(cfg: &InitConfig, mut sync: UnixStream) -> ! {
     }
     // issue 6: load the seccomp filter here, the last step before execve.
     let Err(msg) = plan.exec();
-    let code = if msg.ends_with("no such file or directory") { 127 } else { 126 };
+    let code = if msg.ends_with("no such file or directory") {
+        127
+    } else {
+        126
+    };
     fail(&mut sync, &msg, code)
 }
 
@@ -128,8 +132,7 @@ pub(crate) fn setup(cfg: &InitConfig) -> Result<ExecPlan, StepError> {
             continue;
         }
         let f = std::fs::File::open(path).map_err(|e| format!("open namespace {path:?}: {e}"))?;
-        nix::sched::setns(&f, *flag)
-            .map_err(|e| format!("setns {path:?}: {}", lower(e.desc())))?;
+        nix::sched::setns(&f, *flag).map_err(|e| format!("setns {path:?}: {}", lower(e.desc())))?;
     }
     let new = |f: CloneFlags| nss.iter().any(|(x, p)| *x == f && p.is_none());
     if new(CloneFlags::CLONE_NEWCGROUP) {
@@ -139,7 +142,10 @@ pub(crate) fn setup(cfg: &InitConfig) -> Result<ExecPlan, StepError> {
     // 3. per-process kernel settings, while still root and on the host /proc.
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
-            format!("oom_score_adj {adj}: the kernel refused: {}", lower(&e.to_string()))
+            format!(
+                "oom_score_adj {adj}: the kernel refused: {}",
+                lower(&e.to_string())
+            )
         })?;
     }
     for (k, v) in spec
@@ -225,8 +231,16 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), StepError> {
     drop(root);
     mounts::pivot_root(&cfg.rootfs)?;
     let linux = spec.linux().as_ref();
-    mounts::mask_paths(&linux.and_then(|l| l.masked_paths().clone()).unwrap_or_default())?;
-    mounts::readonly_paths(&linux.and_then(|l| l.readonly_paths().clone()).unwrap_or_default())?;
+    mounts::mask_paths(
+        &linux
+            .and_then(|l| l.masked_paths().clone())
+            .unwrap_or_default(),
+    )?;
+    mounts::readonly_paths(
+        &linux
+            .and_then(|l| l.readonly_paths().clone())
+            .unwrap_or_default(),
+    )?;
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         mounts::readonly_root()?;
     }
@@ -265,7 +279,13 @@ fn mount_cgroups(root: &OwnedFd, op: &mounts::MountOp, cg_path: &str) -> Result<
                     destination: op.destination.join(&name),
                     fstype: None,
                     source: Some(src),
-                    flags: MsFlags::MS_BIND | base_flags | if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() },
+                    flags: MsFlags::MS_BIND
+                        | base_flags
+                        | if ro {
+                            MsFlags::MS_RDONLY
+                        } else {
+                            MsFlags::empty()
+                        },
                     propagation: MsFlags::empty(),
                     data: String::new(),
                 };
@@ -280,7 +300,13 @@ fn mount_cgroups(root: &OwnedFd, op: &mounts::MountOp, cg_path: &str) -> Result<
                     MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base_flags,
                     Some("mode=755"),
                 )
-                .map_err(|e| format!("remount {:?} read-only: {}", op.destination, lower(e.desc())))?;
+                .map_err(|e| {
+                    format!(
+                        "remount {:?} read-only: {}",
+                        op.destination,
+                        lower(e.desc())
+                    )
+                })?;
             }
             Ok(())
         }
@@ -295,7 +321,10 @@ fn setup_stdio(cfg: &InitConfig) -> Result<(), StepError> {
         if *fd != i as RawFd {
             // SAFETY: dup2 on fds we own; the target is a stdio slot.
             if unsafe { libc::dup2(*fd, i as RawFd) } < 0 {
-                return Err(format!("dup2 stdio {i}: {}", std::io::Error::last_os_error()));
+                return Err(format!(
+                    "dup2 stdio {i}: {}",
+                    std::io::Error::last_os_error()
+                ));
             }
         }
     }
@@ -344,7 +373,10 @@ fn set_rlimits(p: &Process) -> Result<(), StepError> {
         };
         // SAFETY: setrlimit with a valid resource and a pointer to a local.
         if unsafe { libc::setrlimit(res, &lim) } != 0 {
-            return Err(format!("rlimit {name}: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "rlimit {name}: {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
     Ok(())
@@ -456,9 +488,8 @@ pub(crate) fn exec_plan(p: &Process) -> Result<ExecPlan, StepError> {
 
 fn check_exec(path: &str) -> Result<(), nix::errno::Errno> {
     use nix::unistd::{access, AccessFlags};
-    let meta = std::fs::metadata(path).map_err(|e| {
-        nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT))
-    })?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT)))?;
     if meta.is_dir() {
         return Err(nix::errno::Errno::EACCES);
     }
@@ -489,7 +520,14 @@ pub(crate) fn resolve_command(arg0: &str, env: &[String]) -> Result<String, Step
 /// until execve to report its failure).
 pub(crate) fn close_other_fds() {
     // SAFETY: close_range with CLOEXEC only changes fd flags.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     if r != 0 {
         // Older kernels: walk the table.
         for fd in 3..1024 {
@@ -509,6 +547,9 @@ mod tests {
         assert_eq!(e, "exec \"/bin/nope-cria\": no such file or directory");
         let e = resolve_command("nope-cria", &["PATH=/bin".into()]).unwrap_err();
         assert_eq!(e, "exec \"nope-cria\": executable file not found in $PATH");
-        assert_eq!(resolve_command("sh", &["PATH=/nonexistent:/bin".into()]).unwrap(), "/bin/sh");
+        assert_eq!(
+            resolve_command("sh", &["PATH=/nonexistent:/bin".into()]).unwrap(),
+            "/bin/sh"
+        );
     }
 }

@@ -246,7 +246,10 @@ mod tests {
         let l = lines(&out);
         // either one F line, or a P part and an empty F terminator
         assert!(l.last().unwrap().contains(" stdout F"));
-        let content: usize = l.iter().map(|x| x.splitn(4, ' ').nth(3).unwrap().len()).sum();
+        let content: usize = l
+            .iter()
+            .map(|x| x.splitn(4, ' ').nth(3).unwrap().len())
+            .sum();
         assert_eq!(content, MAX_LINE);
     }
 }

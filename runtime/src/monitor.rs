@@ -82,7 +82,11 @@ fn parse_create(args: &[String]) -> Result<CreateOpts, String> {
     let mut o = CreateOpts::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().ok_or_else(|| format!("{a}: missing value"));
+        let mut val = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a}: missing value"))
+        };
         match a.as_str() {
             "--id" => o.id = val()?,
             "--dir" => o.dir = val()?.into(),
@@ -119,7 +123,10 @@ fn create_main(args: &[String]) -> i32 {
         Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
         Ok(nix::unistd::ForkResult::Child) => {}
         Err(e) => {
-            reply(&CreateReply::Err(format!("fork monitor: {}", lower(e.desc()))));
+            reply(&CreateReply::Err(format!(
+                "fork monitor: {}",
+                lower(e.desc())
+            )));
             return 1;
         }
     }
@@ -146,7 +153,11 @@ fn create_main(args: &[String]) -> i32 {
 
 /// Points 0, 1, 2 at /dev/null: the caller stops reading at EOF.
 fn detach_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         for fd in 0..3 {
             // SAFETY: dup2 onto the stdio slots.
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
@@ -244,11 +255,14 @@ impl Monitor {
             .and_then(|l| l.cgroups_path().clone())
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|| format!("/cria/{}", o.id));
-        let cg = cgroup::open(Path::new(cgroup::DEFAULT_ROOT), &cg_path).map_err(|e| e.to_string())?;
-        cg.create().map_err(|e| format!("create cgroup {cg_path}: {e}"))?;
+        let cg =
+            cgroup::open(Path::new(cgroup::DEFAULT_ROOT), &cg_path).map_err(|e| e.to_string())?;
+        cg.create()
+            .map_err(|e| format!("create cgroup {cg_path}: {e}"))?;
         let cg = cg_out.insert(cg);
         if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-            cg.apply(res).map_err(|e| format!("cgroup {cg_path}: {e}"))?;
+            cg.apply(res)
+                .map_err(|e| format!("cgroup {cg_path}: {e}"))?;
         }
         // stdio
         let mut outputs = Vec::new();
@@ -264,8 +278,16 @@ impl Monitor {
             stdio = [pty.slave.as_raw_fd(); 3];
             let master2 = pty.master.try_clone().map_err(|e| err("dup pty", e))?;
             set_nonblock(pty.master.as_raw_fd());
-            nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).ok();
-            nix::fcntl::fcntl(&master2, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)).ok();
+            nix::fcntl::fcntl(
+                &pty.master,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .ok();
+            nix::fcntl::fcntl(
+                &master2,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .ok();
             outputs.push(Output {
                 fd: pty.master,
                 framer: LineFramer::new(Stream::Stdout),
@@ -279,7 +301,8 @@ impl Monitor {
                 let (r, w) = cloexec_pipe()?;
                 (r, Some(w))
             } else {
-                let null = std::fs::File::open("/dev/null").map_err(|e| err("open /dev/null", e))?;
+                let null =
+                    std::fs::File::open("/dev/null").map_err(|e| err("open /dev/null", e))?;
                 (OwnedFd::from(null), None)
             };
             keep_stdin = keep_stdin.or(in_w);
@@ -300,14 +323,19 @@ impl Monitor {
             });
             child_fds.extend([in_r, out_w, err_w]);
         }
-        let log = LogFile::open(o.log.as_deref()).map_err(|e| err(&format!("open log {:?}", o.log), e))?;
+        let log = LogFile::open(o.log.as_deref())
+            .map_err(|e| err(&format!("open log {:?}", o.log), e))?;
         let (mine, theirs) = UnixStream::pair().map_err(|e| err("socketpair", e))?;
         // SIGCHLD is read from a signalfd; block it before the child exists.
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGCHLD);
-        mask.thread_block().map_err(|e| err("block SIGCHLD", e.desc()))?;
-        let sigfd = SignalFd::with_flags(&mask, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK)
-            .map_err(|e| err("signalfd", e.desc()))?;
+        mask.thread_block()
+            .map_err(|e| err("block SIGCHLD", e.desc()))?;
+        let sigfd = SignalFd::with_flags(
+            &mask,
+            nix::sys::signalfd::SfdFlags::SFD_CLOEXEC | nix::sys::signalfd::SfdFlags::SFD_NONBLOCK,
+        )
+        .map_err(|e| err("signalfd", e.desc()))?;
         // Namespaces: new ones by clone flags; a pid ns by path is joined by
         // us (it applies to our children); others by the child.
         let nss = init::namespaces(&spec);
@@ -324,7 +352,8 @@ impl Monitor {
                     own_pid_ns |= *f == CloneFlags::CLONE_NEWPID;
                 }
                 Some(p) if *f == CloneFlags::CLONE_NEWPID => {
-                    let ns = std::fs::File::open(p).map_err(|e| err(&format!("open namespace {p:?}"), e))?;
+                    let ns = std::fs::File::open(p)
+                        .map_err(|e| err(&format!("open namespace {p:?}"), e))?;
                     nix::sched::setns(&ns, CloneFlags::CLONE_NEWPID)
                         .map_err(|e| err(&format!("setns {p:?}"), e.desc()))?;
                 }
@@ -352,7 +381,10 @@ impl Monitor {
             )
         };
         if ret < 0 {
-            return Err(err("clone container process", std::io::Error::last_os_error()));
+            return Err(err(
+                "clone container process",
+                std::io::Error::last_os_error(),
+            ));
         }
         if ret == 0 {
             drop(mine);
@@ -399,10 +431,15 @@ impl Monitor {
         state
             .save(&o.dir)
             .map_err(|e| fail(err("write status.json", e)))?;
-        state::write_atomic(&o.dir, state::PID_FILE, std::process::id().to_string().as_bytes())
-            .map_err(|e| fail(err("write monitor.pid", e)))?;
+        state::write_atomic(
+            &o.dir,
+            state::PID_FILE,
+            std::process::id().to_string().as_bytes(),
+        )
+        .map_err(|e| fail(err("write monitor.pid", e)))?;
         let sock = o.dir.join(state::CONTROL_SOCKET);
-        let listener = UnixListener::bind(&sock).map_err(|e| fail(err("bind control socket", e)))?;
+        let listener =
+            UnixListener::bind(&sock).map_err(|e| fail(err("bind control socket", e)))?;
         listener.set_nonblocking(true).ok();
         let cgroup = cg_out.take().expect("cgroup stored above");
         Ok(Monitor {
@@ -593,7 +630,8 @@ impl Monitor {
         let Some(mut sync) = self.sync.take() else {
             return Err("container is not waiting to start".into());
         };
-        sync.write_all(b"G").map_err(|e| err("start container", e))?;
+        sync.write_all(b"G")
+            .map_err(|e| err("start container", e))?;
         let mut buf = vec![0u8; 4096];
         // EOF: the socket was closed by a successful execve (CLOEXEC).
         let n = sync.read(&mut buf).unwrap_or(0);

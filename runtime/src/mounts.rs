@@ -117,11 +117,7 @@ pub fn clean_destination(p: &Path) -> PathBuf {
 
 /// The mount plan for `spec.mounts`, in order.
 pub fn plan(spec: &Spec) -> Vec<MountOp> {
-    spec.mounts()
-        .iter()
-        .flatten()
-        .map(plan_one)
-        .collect()
+    spec.mounts().iter().flatten().map(plan_one).collect()
 }
 
 fn plan_one(m: &Mount) -> MountOp {
@@ -252,11 +248,15 @@ fn resolve_in_root(root: &OwnedFd, path: &Path) -> Result<PathBuf, StepError> {
             Ok(target) => {
                 links += 1;
                 if links > 40 {
-                    return Err(format!("resolve {path:?}: too many levels of symbolic links"));
+                    return Err(format!(
+                        "resolve {path:?}: too many levels of symbolic links"
+                    ));
                 }
-                let target = PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
-                    target.into_bytes(),
-                ));
+                let target = PathBuf::from(
+                    <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+                        target.into_bytes(),
+                    ),
+                );
                 if target.is_absolute() {
                     current = PathBuf::new();
                 }
@@ -330,10 +330,7 @@ pub fn apply_one(root: &OwnedFd, op: &MountOp) -> Result<(), StepError> {
         }
     } else {
         let fstype = op.fstype.as_deref().unwrap_or("none");
-        let source = op
-            .source
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(fstype));
+        let source = op.source.clone().unwrap_or_else(|| PathBuf::from(fstype));
         step(
             &format!("mount {fstype} on"),
             dest,
@@ -406,7 +403,12 @@ pub fn populate_dev(root: &OwnedFd, spec: &Spec, console: Option<&Path>) -> Resu
                 )
             })
             .collect();
-    for d in spec.linux().as_ref().and_then(|l| l.devices().clone()).unwrap_or_default() {
+    for d in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default()
+    {
         let p = clean_destination(d.path());
         let Ok(r) = p.strip_prefix("/dev") else {
             return Err(format!("device {:?}: not under /dev", d.path()));
@@ -480,7 +482,13 @@ pub fn populate_dev(root: &OwnedFd, spec: &Spec, console: Option<&Path>) -> Resu
         step(
             "bind console",
             Path::new("/dev/console"),
-            mount(Some(pty), &fd_path(&c), None::<&str>, MsFlags::MS_BIND, None::<&str>),
+            mount(
+                Some(pty),
+                &fd_path(&c),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            ),
         )?;
     }
     Ok(())
@@ -503,7 +511,11 @@ pub fn pivot_root(rootfs: &Path) -> Result<(), StepError> {
             None::<&str>,
         ),
     )?;
-    step("unmount old root", rootfs, umount2(".", MntFlags::MNT_DETACH))?;
+    step(
+        "unmount old root",
+        rootfs,
+        umount2(".", MntFlags::MNT_DETACH),
+    )?;
     step("chdir", Path::new("/"), nix::unistd::chdir("/"))
 }
 
@@ -609,10 +621,17 @@ mod tests {
 
     #[test]
     fn options_split_into_flags_propagation_and_data() {
-        let opts: Vec<String> = ["nosuid", "strictatime", "mode=755", "size=65536k", "rslave", "ro"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let opts: Vec<String> = [
+            "nosuid",
+            "strictatime",
+            "mode=755",
+            "size=65536k",
+            "rslave",
+            "ro",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let (f, p, d) = parse_options(&opts);
         assert_eq!(
             f,
@@ -622,7 +641,10 @@ mod tests {
         assert_eq!(d, "mode=755,size=65536k");
         let (f, _, _) = parse_options(&["ro".into(), "rw".into()]);
         assert!(!f.contains(MsFlags::MS_RDONLY), "later rw clears ro");
-        assert_eq!(propagation_flag("runbindable"), MsFlags::MS_UNBINDABLE | MsFlags::MS_REC);
+        assert_eq!(
+            propagation_flag("runbindable"),
+            MsFlags::MS_UNBINDABLE | MsFlags::MS_REC
+        );
         assert_eq!(propagation_flag("private"), MsFlags::MS_PRIVATE);
     }
 
@@ -657,8 +679,14 @@ mod tests {
 
     #[test]
     fn destinations_never_climb_above_root() {
-        assert_eq!(clean_destination(Path::new("../../etc")), PathBuf::from("/etc"));
-        assert_eq!(clean_destination(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+        assert_eq!(
+            clean_destination(Path::new("../../etc")),
+            PathBuf::from("/etc")
+        );
+        assert_eq!(
+            clean_destination(Path::new("/a/./b/../c")),
+            PathBuf::from("/a/c")
+        );
     }
 
     #[test]

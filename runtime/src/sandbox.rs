@@ -116,11 +116,23 @@ fn ensure_private_mount(dir: &Path) -> Result<(), RuntimeError> {
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(&*canon.to_string_lossy()));
     if !mounted {
-        mount(Some(&canon), &canon, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| RuntimeError::sys(format!("bind {canon:?}"), e))?;
+        mount(
+            Some(&canon),
+            &canon,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| RuntimeError::sys(format!("bind {canon:?}"), e))?;
     }
-    mount(None::<&str>, &canon, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| RuntimeError::sys(format!("make {canon:?} private"), e))
+    mount(
+        None::<&str>,
+        &canon,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| RuntimeError::sys(format!("make {canon:?} private"), e))
 }
 
 pub(crate) fn create(rt: &Runtime, req: &SandboxCreate) -> Result<SandboxNamespaces, RuntimeError> {
@@ -144,7 +156,9 @@ pub(crate) fn create(rt: &Runtime, req: &SandboxCreate) -> Result<SandboxNamespa
             .and_then(|b| crate::state::write_atomic(&pod, RECORD, &b))
             .map_err(|e| RuntimeError::io("write", pod.join(RECORD), e))
     };
-    let r = save(&ns).and_then(|()| create_parts(rt, req, &mut ns)).and_then(|()| save(&ns));
+    let r = save(&ns)
+        .and_then(|()| create_parts(rt, req, &mut ns))
+        .and_then(|()| save(&ns));
     match r {
         Ok(()) => Ok(ns),
         Err(e) => {
@@ -154,7 +168,11 @@ pub(crate) fn create(rt: &Runtime, req: &SandboxCreate) -> Result<SandboxNamespa
     }
 }
 
-fn create_parts(rt: &Runtime, req: &SandboxCreate, ns: &mut SandboxNamespaces) -> Result<(), RuntimeError> {
+fn create_parts(
+    rt: &Runtime,
+    req: &SandboxCreate,
+    ns: &mut SandboxNamespaces,
+) -> Result<(), RuntimeError> {
     if let Some(parent) = &req.cgroup_parent {
         cgroup::open(Path::new(cgroup::DEFAULT_ROOT), parent)?.create()?;
     }
@@ -218,7 +236,8 @@ pub(crate) fn load(rt: &Runtime, id: &str) -> Result<SandboxNamespaces, RuntimeE
         }
         Err(e) => return Err(RuntimeError::io("read", p, e)),
     };
-    let rec: Record = serde_json::from_slice(&bytes).map_err(|e| RuntimeError::io("parse", &p, std::io::Error::other(e)))?;
+    let rec: Record = serde_json::from_slice(&bytes)
+        .map_err(|e| RuntimeError::io("parse", &p, std::io::Error::other(e)))?;
     Ok(rec.namespaces)
 }
 
@@ -268,7 +287,13 @@ pub(crate) fn remove(rt: &Runtime, id: &str) -> Result<(), RuntimeError> {
                 ..Default::default()
             };
             let ns = paths_for(rt, &req);
-            (SandboxCreate { shm_size: None, ..req }, ns)
+            (
+                SandboxCreate {
+                    shm_size: None,
+                    ..req
+                },
+                ns,
+            )
         }
     };
     if let (Some(pid), Some(pin)) = (ns.pause_pid, &ns.pid) {
@@ -276,7 +301,10 @@ pub(crate) fn remove(rt: &Runtime, id: &str) -> Result<(), RuntimeError> {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
-    for p in [&ns.network, &ns.ipc, &ns.uts, &ns.pid].into_iter().flatten() {
+    for p in [&ns.network, &ns.ipc, &ns.uts, &ns.pid]
+        .into_iter()
+        .flatten()
+    {
         unpin(p)?;
     }
     if let Some(shm) = &ns.shm {
@@ -323,8 +351,14 @@ fn pin(ns_file: &Path, target: &Path) -> Result<(), String> {
         std::fs::create_dir_all(d).map_err(|e| format!("mkdir {d:?}: {e}"))?;
     }
     std::fs::File::create(target).map_err(|e| format!("create {target:?}: {e}"))?;
-    mount(Some(ns_file), target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(|e| format!("pin {ns_file:?} at {target:?}: {}", lower(e.desc())))
+    mount(
+        Some(ns_file),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| format!("pin {ns_file:?} at {target:?}: {}", lower(e.desc())))
 }
 
 fn helper(h: &HelperRequest) -> Result<Option<i32>, String> {
@@ -347,7 +381,11 @@ fn helper(h: &HelperRequest) -> Result<Option<i32>, String> {
     if r.new_network {
         loopback_up().map_err(|e| format!("bring up lo: {}", lower(&e.to_string())))?;
     }
-    for (p, name) in [(&h.paths.network, "net"), (&h.paths.ipc, "ipc"), (&h.paths.uts, "uts")] {
+    for (p, name) in [
+        (&h.paths.network, "net"),
+        (&h.paths.ipc, "ipc"),
+        (&h.paths.uts, "uts"),
+    ] {
         if let Some(p) = p {
             pin(Path::new(&format!("/proc/self/ns/{name}")), p)?;
         }
@@ -384,7 +422,11 @@ fn helper(h: &HelperRequest) -> Result<Option<i32>, String> {
 fn pause() -> ! {
     let _ = nix::unistd::setsid();
     let _ = nix::unistd::chdir("/");
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         use std::os::fd::AsRawFd;
         for fd in 0..3 {
             // SAFETY: dup2 onto stdio slots.
@@ -397,7 +439,9 @@ fn pause() -> ! {
     set.add(Signal::SIGCHLD);
     let _ = set.thread_block();
     loop {
-        while let Ok(s) = nix::sys::wait::waitpid(None::<Pid>, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+        while let Ok(s) =
+            nix::sys::wait::waitpid(None::<Pid>, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+        {
             if s == nix::sys::wait::WaitStatus::StillAlive {
                 break;
             }

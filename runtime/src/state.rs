@@ -125,8 +125,15 @@ mod tests {
         assert_eq!(back.status, Status::Stopped);
         assert_eq!(back.exit_code, Some(137));
         assert!(back.oom_killed);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from(STATUS_FILE)], "no temp file left");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from(STATUS_FILE)],
+            "no temp file left"
+        );
         let json = std::fs::read_to_string(dir.path().join(STATUS_FILE)).unwrap();
         assert!(json.contains("\"status\":\"stopped\""));
     }

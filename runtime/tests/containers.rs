@@ -25,7 +25,11 @@ fn exit_codes_and_log_framing() {
     let f = Fixture::new("exit");
     let st = run_to_exit(
         &f,
-        &["sh", "-c", "echo hello; echo oops >&2; echo; printf partial; exit 3"],
+        &[
+            "sh",
+            "-c",
+            "echo hello; echo oops >&2; echo; printf partial; exit 3",
+        ],
     );
     assert_eq!(st.status, Status::Stopped);
     assert_eq!(st.exit_code, Some(3));
@@ -59,7 +63,10 @@ fn exit_codes_and_log_framing() {
 fn long_line_is_split_into_partials() {
     let f = Fixture::new("long");
     // 40000 'y' characters and a newline.
-    let st = run_to_exit(&f, &["sh", "-c", "head -c 40000 /dev/zero | tr '\\0' y; echo"]);
+    let st = run_to_exit(
+        &f,
+        &["sh", "-c", "head -c 40000 /dev/zero | tr '\\0' y; echo"],
+    );
     assert_eq!(st.exit_code, Some(0));
     let lines = f.log_lines("stdout");
     let tags: Vec<&str> = lines.iter().map(|(t, _)| t.as_str()).collect();
@@ -95,7 +102,12 @@ fn container_sees_its_namespaces_mounts_and_limits() {
     let mut linux = spec.linux().clone().unwrap();
     linux.set_resources(Some(
         LinuxResourcesBuilder::default()
-            .memory(LinuxMemoryBuilder::default().limit(64i64 << 20).build().unwrap())
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64i64 << 20)
+                    .build()
+                    .unwrap(),
+            )
             .build()
             .unwrap(),
     ));
@@ -107,7 +119,11 @@ fn container_sees_its_namespaces_mounts_and_limits() {
     assert_eq!(st.exit_code, Some(0), "log: {}", f.log());
     assert_eq!(out[0], "ctr");
     assert_eq!(out[1], "0");
-    assert!(out[2].starts_with("sh -c"), "pid 1 is the container's sh: {}", out[2]);
+    assert!(
+        out[2].starts_with("sh -c"),
+        "pid 1 is the container's sh: {}",
+        out[2]
+    );
     assert_eq!(out[3], "devs-ok");
     assert_eq!(out[4], (64u64 << 20).to_string());
     assert_eq!(out[5], "0", "/proc/kcore is masked");
@@ -142,7 +158,11 @@ fn oom_kill_under_32_mib_is_reported() {
 #[test]
 fn sigterm_ignored_then_killed() {
     let f = Fixture::new("term");
-    let spec = f.spec(&["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 1; done"]);
+    let spec = f.spec(&[
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while true; do sleep 1; done",
+    ]);
     f.rt.create(&f.request(&spec)).unwrap();
     f.rt.start(&f.id).unwrap();
     assert!(wait_until(T, || f.log().contains("ready")));
@@ -153,7 +173,10 @@ fn sigterm_ignored_then_killed() {
     }
     assert_eq!(f.rt.state(&f.id).unwrap().status, Status::Running);
     // Delete refuses a running container unless forced.
-    assert!(matches!(f.rt.delete(&f.id, false), Err(RuntimeError::InvalidState { .. })));
+    assert!(matches!(
+        f.rt.delete(&f.id, false),
+        Err(RuntimeError::InvalidState { .. })
+    ));
     f.rt.kill(&f.id, libc::SIGKILL, true).unwrap();
     let st = f.rt.wait(&f.id, T).unwrap();
     assert_eq!(st.exit_code, Some(137));
@@ -170,10 +193,17 @@ fn failed_create_leaves_nothing() {
         msg.contains(r#"exec "/bin/nope": no such file or directory"#),
         "{msg}"
     );
-    assert!(!f.rt.config().state_root.join("containers").join(&f.id).exists());
+    assert!(!f
+        .rt
+        .config()
+        .state_root
+        .join("containers")
+        .join(&f.id)
+        .exists());
     assert!(!f.memory_cgroup_dir().exists(), "cgroup left behind");
     assert!(
-        wait_until(Duration::from_secs(2), || processes_mentioning(&f.id).is_empty()),
+        wait_until(Duration::from_secs(2), || processes_mentioning(&f.id)
+            .is_empty()),
         "a process is left behind"
     );
     assert!(matches!(f.rt.state(&f.id), Err(RuntimeError::NotFound(_))));
@@ -203,13 +233,17 @@ fn exec_sync_output_exit_and_timeout() {
     let mut slow = p.clone();
     slow.set_args(Some(vec!["sleep".into(), "30".into()]));
     let t0 = std::time::Instant::now();
-    let out = f.rt.exec_sync(&f.id, &slow, Duration::from_millis(300)).unwrap();
+    let out =
+        f.rt.exec_sync(&f.id, &slow, Duration::from_millis(300))
+            .unwrap();
     assert!(out.timed_out);
     assert!(t0.elapsed() < Duration::from_secs(5));
     // The timed-out process is gone: only the container's sleep remains.
     assert!(wait_until(Duration::from_secs(2), || {
         let cg = f.memory_cgroup_dir().join("cgroup.procs");
-        std::fs::read_to_string(cg).map(|s| s.lines().count() == 1).unwrap_or(false)
+        std::fs::read_to_string(cg)
+            .map(|s| s.lines().count() == 1)
+            .unwrap_or(false)
     }));
     let stats = f.rt.stats(&f.id).unwrap();
     assert!(stats.memory_usage_bytes > 0);
@@ -220,7 +254,11 @@ fn exec_sync_output_exit_and_timeout() {
 #[test]
 fn reopen_log_after_rotation() {
     let f = Fixture::new("rotate");
-    let spec = f.spec(&["sh", "-c", "echo one; read x < /dev/null; sleep 1; echo two; sleep 1000"]);
+    let spec = f.spec(&[
+        "sh",
+        "-c",
+        "echo one; read x < /dev/null; sleep 1; echo two; sleep 1000",
+    ]);
     f.rt.create(&f.request(&spec)).unwrap();
     f.rt.start(&f.id).unwrap();
     assert!(wait_until(T, || f.log().contains("one")));
@@ -236,9 +274,8 @@ fn reopen_log_after_rotation() {
 fn sandbox_namespaces_shared_by_two_containers() {
     let f = Fixture::new("pod");
     let pod = format!("{}-sb", f.id);
-    let ns = f
-        .rt
-        .create_sandbox(&SandboxCreate {
+    let ns =
+        f.rt.create_sandbox(&SandboxCreate {
             id: pod.clone(),
             hostname: "podhost".into(),
             new_network: true,
@@ -249,6 +286,14 @@ fn sandbox_namespaces_shared_by_two_containers() {
             cgroup_parent: None,
         })
         .unwrap();
+    // Removes the sandbox even when an assertion below fails.
+    struct Guard<'a>(&'a cria_runtime::Runtime, String);
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.remove_sandbox(&self.1);
+        }
+    }
+    let _guard = Guard(&f.rt, pod.clone());
     assert_eq!(f.rt.sandbox(&pod).unwrap(), ns);
     let mut fixtures = Vec::new();
     for i in 0..2 {
@@ -279,11 +324,24 @@ fn sandbox_namespaces_shared_by_two_containers() {
         spec.set_linux(Some(linux));
         c.rt.create(&c.request(&spec)).unwrap();
         c.rt.start(&c.id).unwrap();
-        assert_eq!(c.rt.wait(&c.id, T).unwrap().exit_code, Some(0), "{}", c.log());
+        assert_eq!(
+            c.rt.wait(&c.id, T).unwrap().exit_code,
+            Some(0),
+            "{}",
+            c.log()
+        );
         fixtures.push(c);
     }
-    let a: Vec<String> = fixtures[0].log_lines("stdout").into_iter().map(|x| x.1).collect();
-    let b: Vec<String> = fixtures[1].log_lines("stdout").into_iter().map(|x| x.1).collect();
+    let a: Vec<String> = fixtures[0]
+        .log_lines("stdout")
+        .into_iter()
+        .map(|x| x.1)
+        .collect();
+    let b: Vec<String> = fixtures[1]
+        .log_lines("stdout")
+        .into_iter()
+        .map(|x| x.1)
+        .collect();
     assert_eq!(a, b, "both containers share net, ipc, pid and uts");
     let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
     assert_ne!(a[0], host_net.to_string_lossy());
@@ -339,7 +397,9 @@ fn survives_killing_the_caller() {
         .spawn()
         .unwrap();
     let running = wait_until(T, || {
-        f.rt.state(&f.id).map(|s| s.status == Status::Running).unwrap_or(false)
+        f.rt.state(&f.id)
+            .map(|s| s.status == Status::Running)
+            .unwrap_or(false)
     });
     caller.kill().unwrap(); // SIGKILL
     caller.wait().unwrap();
@@ -348,7 +408,15 @@ fn survives_killing_the_caller() {
     let st = f.rt.state(&f.id).unwrap();
     assert_eq!(st.status, Status::Running);
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", st.monitor_pid)).unwrap();
-    let ppid: i32 = stat.rsplit(") ").next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let ppid: i32 = stat
+        .rsplit(") ")
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_ne!(ppid, caller.id() as i32);
     assert!(f.log().contains("alive"));
     f.rt.kill(&f.id, libc::SIGKILL, true).unwrap();

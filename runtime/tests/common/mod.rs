@@ -30,12 +30,16 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 impl Fixture {
     /// A fresh fixture; `name` makes the id recognisable.
     pub fn new(name: &str) -> Fixture {
-        let tmp = tempfile::Builder::new().prefix("cria-rt-").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("cria-rt-")
+            .tempdir()
+            .unwrap();
         let rootfs = tmp.path().join("rootfs");
         for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox-static at /bin/busybox");
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+            .expect("busybox-static at /bin/busybox");
         for a in APPLETS {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
         }
@@ -149,9 +153,20 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         // Best effort: never leave a container, cgroup or mount behind.
         let _ = self.rt.delete(&self.id, true);
-        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/memory").join(self.cgroup_path().trim_start_matches('/')));
+        let _ = std::fs::remove_dir(
+            Path::new("/sys/fs/cgroup/memory").join(self.cgroup_path().trim_start_matches('/')),
+        );
+        // The shared parent goes once the last test's container is gone.
+        for h in [
+            "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "unified",
+        ] {
+            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(h).join("cria-test"));
+        }
         for d in ["netns", "pods"] {
-            let _ = nix::mount::umount2(&self.tmp.path().join("state").join(d), nix::mount::MntFlags::MNT_DETACH);
+            let _ = nix::mount::umount2(
+                &self.tmp.path().join("state").join(d),
+                nix::mount::MntFlags::MNT_DETACH,
+            );
         }
     }
 }
