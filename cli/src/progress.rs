@@ -19,6 +19,19 @@ pub enum Target {
     Stderr,
 }
 
+/// Where one layer stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Known from the manifest, not started.
+    Waiting,
+    /// Bytes are arriving.
+    Downloading,
+    /// Verified and unpacked, or already present.
+    Done,
+    /// Failed, with the runtime's reason.
+    Failed(String),
+}
+
 /// The state of one layer as reported by the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerProgress {
@@ -28,8 +41,8 @@ pub struct LayerProgress {
     pub done: u64,
     /// The layer's size; 0 when unknown.
     pub total: u64,
-    /// True once the layer is downloaded and unpacked (or was already present).
-    pub finished: bool,
+    /// Where the layer stands.
+    pub phase: Phase,
 }
 
 /// Renders pull progress for people (bars) or logs and pipes (lines).
@@ -120,7 +133,7 @@ impl PullDisplay {
                     let b = multi.add(ProgressBar::new(p.total));
                     b.set_style(
                         ProgressStyle::with_template(
-                            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
                         )
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),
@@ -128,29 +141,48 @@ impl PullDisplay {
                     b.set_prefix(short.clone());
                     b
                 });
+                if bar.is_finished() {
+                    return;
+                }
                 if p.total > 0 {
                     bar.set_length(p.total);
                 }
-                bar.set_position(p.done);
-                if p.finished && !bar.is_finished() {
-                    bar.finish();
+                match &p.phase {
+                    Phase::Waiting => bar.set_message("waiting"),
+                    Phase::Downloading => {
+                        bar.set_message("");
+                        bar.set_position(p.done);
+                    }
+                    Phase::Done => {
+                        bar.set_position(p.total.max(p.done));
+                        bar.finish_with_message("done");
+                    }
+                    Phase::Failed(why) => bar.abandon_with_message(format!("failed: {why}")),
                 }
             }
             Mode::Lines { started } => {
                 let total = humanize::size(p.total);
-                let was_finished = started.get(&p.digest).copied();
-                match (was_finished, p.finished) {
-                    (None, false) => {
+                let seen = started.get(&p.digest).copied();
+                let text = match (&p.phase, seen) {
+                    (Phase::Downloading, None) => {
                         started.insert(p.digest.clone(), false);
-                        let text = format!("{short} {}/{total}", humanize::size(p.done));
-                        self.line(&text);
+                        format!("{short} {}/{total}", humanize::size(p.done))
                     }
-                    (None | Some(false), true) => {
+                    (Phase::Done, None) if p.done == 0 => {
                         started.insert(p.digest.clone(), true);
-                        self.line(&format!("{short} {total}/{total} done"));
+                        format!("{short} already present")
                     }
-                    _ => {}
-                }
+                    (Phase::Done, None | Some(false)) => {
+                        started.insert(p.digest.clone(), true);
+                        format!("{short} {total}/{total} done")
+                    }
+                    (Phase::Failed(why), None | Some(false)) => {
+                        started.insert(p.digest.clone(), true);
+                        format!("{short} failed: {why}")
+                    }
+                    _ => return,
+                };
+                self.line(&text);
             }
         }
     }

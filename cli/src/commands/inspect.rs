@@ -4,7 +4,8 @@ use clap::Args;
 use cria_proto::v1::{
     ContainerStatusRequest, ImageSpec, ImageStatusRequest, PodSandboxStatusRequest,
 };
-use serde_json::json;
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::error::CliError;
 use crate::output::{self, Format};
@@ -27,6 +28,14 @@ pub struct InspectArgs {
     output: Format,
 }
 
+/// What `inspect` prints, in this field order.
+#[derive(Debug, Serialize)]
+struct Inspected {
+    kind: &'static str,
+    status: Value,
+    info: Value,
+}
+
 /// Runs `cria inspect`.
 pub async fn run(ctx: &Ctx, args: InspectArgs) -> anyhow::Result<u8> {
     let cri = ctx.connect().await?;
@@ -43,7 +52,11 @@ pub async fn run(ctx: &Ctx, args: InspectArgs) -> anyhow::Result<u8> {
                 )
                 .await?;
             let status = resp.status.unwrap_or_default();
-            json!({"kind": "container", "status": views::container(&status), "info": views::info(&resp.info)})
+            Inspected {
+                kind: "container",
+                status: views::container(&status),
+                info: views::info(&resp.info),
+            }
         }
         Err(CliError::NotFound { .. }) => match resolve::pod(&cri, query).await {
             Ok(p) => {
@@ -57,7 +70,11 @@ pub async fn run(ctx: &Ctx, args: InspectArgs) -> anyhow::Result<u8> {
                     )
                     .await?;
                 let status = resp.status.unwrap_or_default();
-                json!({"kind": "pod", "status": views::pod(&status), "info": views::info(&resp.info)})
+                Inspected {
+                    kind: "pod",
+                    status: views::pod(&status),
+                    info: views::info(&resp.info),
+                }
             }
             Err(CliError::NotFound { .. }) => {
                 let resp = cri
@@ -79,7 +96,11 @@ pub async fn run(ctx: &Ctx, args: InspectArgs) -> anyhow::Result<u8> {
                     }
                     .into());
                 };
-                json!({"kind": "image", "status": views::image(&image), "info": views::info(&resp.info)})
+                Inspected {
+                    kind: "image",
+                    status: views::image(&image),
+                    info: views::info(&resp.info),
+                }
             }
             Err(e) => return Err(e.into()),
         },

@@ -93,6 +93,9 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
+/// Seconds a container gets to exit after Ctrl-C before it is killed (docker's default).
+const STOP_GRACE_SECS: i64 = 10;
+
 /// Keeps a generated or given name usable as a pod hostname and CRI name.
 fn sanitize_name(name: &str) -> String {
     let s: String = name
@@ -161,7 +164,12 @@ fn pod_config(args: &RunArgs, name: &str, uid: &str, log_dir: &Path) -> PodSandb
             namespace: "default".to_string(),
             attempt: 0,
         }),
-        hostname: sanitize_name(name),
+        // A host-network pod shares the node's UTS namespace too: it cannot have its own hostname.
+        hostname: if args.net == "host" {
+            String::new()
+        } else {
+            sanitize_name(name)
+        },
         log_directory: log_dir.display().to_string(),
         port_mappings: args
             .publish
@@ -445,8 +453,14 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     let outcome = tokio::select! {
         r = follow_to_exit(&cri, &id) => r,
         _ = tokio::signal::ctrl_c() => {
-            eprintln!("cria: interrupted, stopping container {}", humanize::short_id(&id));
-            lifecycle::stop_container(&cri, &id, 10).await?;
+            eprintln!(
+                "cria: interrupted, stopping container {} (Ctrl-C again to kill it now)",
+                humanize::short_id(&id)
+            );
+            tokio::select! {
+                r = lifecycle::stop_container(&cri, &id, STOP_GRACE_SECS) => r?,
+                _ = tokio::signal::ctrl_c() => lifecycle::stop_container(&cri, &id, 0).await?,
+            }
             Ok(130)
         }
     };
@@ -538,9 +552,18 @@ mod tests {
         assert_eq!(ns.network, NamespaceMode::Node as i32);
         assert_eq!(p.port_mappings[0].host_port, 8080);
         assert_eq!(p.port_mappings[0].protocol, Protocol::Udp as i32);
-        assert_eq!(p.hostname, "web-1");
+        assert_eq!(p.hostname, "");
         assert_eq!(p.log_directory, "/logs/x");
         assert_eq!(p.metadata.unwrap().namespace, "default");
+    }
+
+    #[test]
+    fn pod_hostname_from_name() {
+        let a = parse(&["busybox"]);
+        assert_eq!(
+            pod_config(&a, "Web_1", "u", Path::new("/l")).hostname,
+            "web-1"
+        );
     }
 
     #[test]

@@ -1,0 +1,352 @@
+//! The `cria` binary run as a person would, against a real criad and a real
+//! registry started by the cria-tests harness.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use cria_proto::v1::{ListContainersRequest, ListPodSandboxRequest};
+use cria_tests::{Criad, CriadConfig, Fixture, Registry};
+
+/// Upper bound for any single `cria` invocation in these tests.
+const CMD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A registry holding busybox, a criad that may pull from it, and a private pod log root.
+struct Env {
+    reg: Registry,
+    criad: Criad,
+    logs: tempfile::TempDir,
+}
+
+impl Env {
+    async fn start() -> Env {
+        let reg = Registry::start().expect("registry");
+        Fixture::get("busybox")
+            .expect("busybox fixture")
+            .push(&reg, "latest", "library/busybox:latest", &[])
+            .expect("push busybox");
+        let criad = Criad::start(CriadConfig {
+            insecure: vec![reg.host()],
+            ..CriadConfig::default()
+        })
+        .await
+        .expect("criad");
+        let logs = tempfile::Builder::new()
+            .prefix("cria-cli-logs-")
+            .tempdir()
+            .expect("log root");
+        Env { reg, criad, logs }
+    }
+
+    fn busybox(&self) -> String {
+        format!("{}/library/busybox:latest", self.reg.host())
+    }
+
+    /// `cria --endpoint <this criad> ARGS`, bounded in time, stdin closed.
+    fn cria(&self, args: &[&str]) -> Output {
+        cria_at(&self.criad.socket(), self.logs.path(), args)
+    }
+
+    /// Containers and pods criad still has.
+    async fn leftovers(&self) -> (usize, usize) {
+        let mut rt = self.criad.runtime().await.expect("runtime client");
+        let c = rt
+            .list_containers(ListContainersRequest { filter: None })
+            .await
+            .expect("list containers")
+            .into_inner()
+            .containers
+            .len();
+        let p = rt
+            .list_pod_sandbox(ListPodSandboxRequest { filter: None })
+            .await
+            .expect("list pods")
+            .into_inner()
+            .items
+            .len();
+        (c, p)
+    }
+}
+
+fn cria_at(socket: &Path, log_root: &Path, args: &[&str]) -> Output {
+    Command::cargo_bin("cria")
+        .expect("cria binary")
+        .arg("--endpoint")
+        .arg(socket)
+        .env("CRIA_LOG_ROOT", log_root)
+        .env_remove("CONTAINER_RUNTIME_ENDPOINT")
+        .args(args)
+        .timeout(CMD_TIMEOUT)
+        .write_stdin(Vec::new())
+        .output()
+        .expect("running cria")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Asserts success and returns stdout.
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[tokio::test]
+async fn pull_shows_layer_progress_and_ends_with_the_image_id() {
+    let env = Env::start().await;
+    let image = env.busybox();
+    let manifest = env
+        .reg
+        .manifest("library/busybox", "latest")
+        .expect("manifest");
+    let config = manifest["config"]["digest"]
+        .as_str()
+        .expect("config digest");
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("layer digest");
+
+    let out = ok(env.cria(&["pull", &image]), "cria pull");
+    let lines: Vec<&str> = out.lines().collect();
+    // Not a terminal: plain lines, one per layer start/finish, then the id.
+    assert_eq!(
+        lines.first(),
+        Some(&format!("pulling {image}").as_str()),
+        "{out}"
+    );
+    let short = &layer[..19];
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(short) && l.ends_with(" done")),
+        "a finished line for layer {layer}:\n{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("pulled {image} in "))),
+        "{out}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&config),
+        "ends with the image id:\n{out}"
+    );
+
+    // The image is listed with its short id.
+    let images = ok(env.cria(&["images"]), "cria images");
+    assert!(
+        images.contains(&config["sha256:".len().."sha256:".len() + 12]),
+        "{images}"
+    );
+    let ids = ok(env.cria(&["images", "-q"]), "cria images -q");
+    assert_eq!(ids.trim(), config);
+}
+
+#[tokio::test]
+async fn run_prints_output_returns_exit_code_and_rm_leaves_nothing() {
+    let env = Env::start().await;
+    let image = env.busybox();
+    // The image is not there yet: run pulls it (progress on stderr, not mixed into stdout).
+    let out = env.cria(&[
+        "run",
+        "--rm",
+        &image,
+        "sh",
+        "-c",
+        "echo hi; echo oops >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\n");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("oops\n"),
+        "container stderr goes to stderr: {err}"
+    );
+    assert!(err.contains(&format!("pulling {image}")), "{err}");
+    assert_eq!(
+        env.leftovers().await,
+        (0, 0),
+        "--rm removed container and pod"
+    );
+    let left: Vec<PathBuf> = std::fs::read_dir(env.logs.path())
+        .expect("log root")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert!(left.is_empty(), "pod log directory removed: {left:?}");
+
+    // Without --rm the exited container stays and `ps -a` shows its exit code.
+    let out = env.cria(&["run", "--name", "kept", &image, "sh", "-c", "exit 0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let ps = ok(env.cria(&["ps", "-a"]), "cria ps -a");
+    let row = ps.lines().find(|l| l.contains("kept")).unwrap_or_default();
+    assert!(row.contains("Exited (0)"), "{ps}");
+    ok(env.cria(&["rm", "kept"]), "cria rm");
+    assert_eq!(
+        env.leftovers().await,
+        (0, 0),
+        "rm took the pod cria run made"
+    );
+}
+
+#[tokio::test]
+async fn env_and_volumes_reach_the_container() {
+    let env = Env::start().await;
+    let image = env.busybox();
+    let data = tempfile::tempdir().expect("data dir");
+    std::fs::write(data.path().join("greeting"), "from the host\n").expect("write");
+    let ro = format!("{}:/data:ro", data.path().display());
+    let rw_dir = tempfile::tempdir().expect("rw dir");
+    let rw = format!("{}:/out", rw_dir.path().display());
+    let out = env.cria(&[
+        "run", "--rm", "-e", "GREETING=hello there", "-v", &ro, "-v", &rw, &image, "sh", "-c",
+        "echo \"$GREETING\"; cat /data/greeting; touch /data/x 2>/dev/null && echo writable; echo made > /out/f",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello there\nfrom the host\n");
+    assert!(!data.path().join("x").exists(), ":ro mount is read-only");
+    assert_eq!(
+        std::fs::read_to_string(rw_dir.path().join("f")).expect("written through the mount"),
+        "made\n"
+    );
+}
+
+#[tokio::test]
+async fn exec_and_logs_follow() {
+    let env = Env::start().await;
+    let image = env.busybox();
+    let id = ok(
+        env.cria(&[
+            "run",
+            "-d",
+            "--name",
+            "box",
+            &image,
+            "sh",
+            "-c",
+            "echo started; sleep 60",
+        ]),
+        "cria run -d",
+    );
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "run -d prints the container id: {id}");
+
+    let out = env.cria(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "echo in-exec; echo to-err >&2; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "in-exec\n");
+    assert_eq!(text(&out.stderr), "to-err\n");
+    // By unique id prefix too.
+    ok(env.cria(&["exec", &id[..8], "true"]), "exec by id prefix");
+
+    // logs -f prints lines as they come and returns when the container exits.
+    ok(
+        env.cria(&[
+            "run",
+            "-d",
+            "--name",
+            "counter",
+            &image,
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo n$i; sleep 0.3; done; exit 5",
+        ]),
+        "cria run -d counter",
+    );
+    let out = ok(env.cria(&["logs", "-f", "counter"]), "cria logs -f");
+    assert_eq!(out, "n1\nn2\nn3\n");
+    let tail = ok(env.cria(&["logs", "--tail", "1", "counter"]), "logs --tail");
+    assert_eq!(tail, "n3\n");
+
+    ok(env.cria(&["rm", "-f", "box", "counter"]), "cria rm -f");
+    assert_eq!(env.leftovers().await, (0, 0));
+}
+
+#[tokio::test]
+async fn missing_image_names_reference_and_registry() {
+    let env = Env::start().await;
+    let missing = format!("{}/library/nope:1", env.reg.host());
+    let out = env.cria(&["pull", &missing]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "image {missing} not found in registry {}",
+            env.reg.host()
+        )),
+        "{err}"
+    );
+    let out = env.cria(&["run", "--rm", &missing]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not found in registry"));
+    assert_eq!(env.leftovers().await, (0, 0), "a failed run leaves nothing");
+}
+
+#[tokio::test]
+async fn stopped_daemon_says_how_to_start_it() {
+    let mut env = Env::start().await;
+    ok(env.cria(&["ps"]), "cria ps while criad runs");
+    env.criad.stop().expect("stop criad");
+    let socket = env.criad.socket();
+    let out = env.cria(&["ps"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "cria: error: cannot connect to criad at {}: is it running? start it with `sudo criad` or `sudo systemctl start criad`\n",
+            socket.display()
+        )
+    );
+}
+
+#[test]
+fn usage_errors_exit_125() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sock = dir.path().join("none.sock");
+    for args in [
+        &["run"][..],
+        &["run", "--memory", "64x", "busybox"],
+        &["run", "-v", "nocolon", "busybox"],
+        &["frobnicate"],
+        &["--endpoint", "tcp://1.2.3.4:1", "ps"],
+    ] {
+        let out = cria_at(&sock, dir.path(), args);
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let help = cria_at(&sock, dir.path(), &["run", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(text(&help.stdout).contains("Examples:"));
+    let bash = cria_at(&sock, dir.path(), &["completion", "bash"]);
+    assert!(text(&bash.stdout).contains("cria"), "completion script");
+}
+
+#[test]
+fn missing_socket_says_how_to_start_criad() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sock = dir.path().join("cria.sock");
+    let out = cria_at(&sock, dir.path(), &["images"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is it running? start it with `sudo criad`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
