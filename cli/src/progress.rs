@@ -47,7 +47,7 @@ pub struct LayerProgress {
 
 /// Renders pull progress for people (bars) or logs and pipes (lines).
 pub struct PullDisplay {
-    target: Target,
+    out: Box<dyn Write + Send>,
     started: Instant,
     mode: Mode,
 }
@@ -66,38 +66,42 @@ enum Mode {
 impl PullDisplay {
     /// Bars when `target` is a terminal, lines otherwise.
     pub fn new(target: Target) -> PullDisplay {
-        let tty = match target {
-            Target::Stdout => std::io::stdout().is_terminal(),
-            Target::Stderr => std::io::stderr().is_terminal(),
+        let (tty, out): (bool, Box<dyn Write + Send>) = match target {
+            Target::Stdout => (std::io::stdout().is_terminal(), Box::new(std::io::stdout())),
+            Target::Stderr => (std::io::stderr().is_terminal(), Box::new(std::io::stderr())),
         };
-        let mode = if tty {
-            let draw = match target {
-                Target::Stdout => ProgressDrawTarget::stdout(),
-                Target::Stderr => ProgressDrawTarget::stderr(),
-            };
-            Mode::Bars {
+        if !tty {
+            return PullDisplay::lines(out);
+        }
+        let draw = match target {
+            Target::Stdout => ProgressDrawTarget::stdout(),
+            Target::Stderr => ProgressDrawTarget::stderr(),
+        };
+        PullDisplay {
+            out,
+            started: Instant::now(),
+            mode: Mode::Bars {
                 multi: MultiProgress::with_draw_target(draw),
                 layers: HashMap::new(),
                 spinner: None,
-            }
-        } else {
-            Mode::Lines {
-                started: HashMap::new(),
-            }
-        };
-        PullDisplay {
-            target,
-            started: Instant::now(),
-            mode,
+            },
         }
     }
 
-    fn line(&self, text: &str) {
+    /// Plain lines written to `out` (for pipes, logs and tests).
+    pub fn lines(out: Box<dyn Write + Send>) -> PullDisplay {
+        PullDisplay {
+            out,
+            started: Instant::now(),
+            mode: Mode::Lines {
+                started: HashMap::new(),
+            },
+        }
+    }
+
+    fn line(&mut self, text: &str) {
         // Progress is best effort: a closed pipe must not fail the pull.
-        let _ = match self.target {
-            Target::Stdout => writeln!(std::io::stdout().lock(), "{text}"),
-            Target::Stderr => writeln!(std::io::stderr().lock(), "{text}"),
-        };
+        let _ = writeln!(self.out, "{text}").and_then(|()| self.out.flush());
     }
 
     /// Announces the pull; on a terminal shows a spinner until layers are reported.
@@ -217,5 +221,83 @@ impl PullDisplay {
                 b.abandon();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn layer(digest: &str, done: u64, phase: Phase) -> LayerProgress {
+        LayerProgress {
+            digest: digest.into(),
+            done,
+            total: 40 * 1024 * 1024,
+            phase,
+        }
+    }
+
+    #[test]
+    fn plain_lines_once_per_layer_start_and_finish() {
+        let buf = Shared::default();
+        let mut d = PullDisplay::lines(Box::new(buf.clone()));
+        d.begin("busybox");
+        let a = "sha256:aaaaaaaaaaaaaaaaaaaaaaaa";
+        let b = "sha256:bbbbbbbbbbbbbbbbbbbbbbbb";
+        d.layer(&layer(a, 0, Phase::Waiting));
+        d.layer(&layer(a, 1024, Phase::Downloading));
+        d.layer(&layer(a, 12_897_485, Phase::Downloading));
+        d.layer(&layer(b, 0, Phase::Done));
+        d.layer(&layer(a, 40 * 1024 * 1024, Phase::Done));
+        d.layer(&layer(a, 40 * 1024 * 1024, Phase::Done));
+        d.finish("busybox");
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[..4],
+            [
+                "pulling busybox",
+                "sha256:aaaaaaaaaaaa… 1.0 KiB/40.0 MiB",
+                "sha256:bbbbbbbbbbbb… already present",
+                "sha256:aaaaaaaaaaaa… 40.0 MiB/40.0 MiB done",
+            ]
+        );
+        assert!(lines[4].starts_with("pulled busybox in "), "{text}");
+        assert_eq!(lines.len(), 5);
+    }
+
+    #[test]
+    fn failed_layer_is_reported() {
+        let buf = Shared::default();
+        let mut d = PullDisplay::lines(Box::new(buf.clone()));
+        d.layer(&layer("sha256:cc", 5, Phase::Downloading));
+        d.layer(&layer(
+            "sha256:cc",
+            5,
+            Phase::Failed("digest mismatch".into()),
+        ));
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.ends_with("sha256:cc… failed: digest mismatch\n"),
+            "{text}"
+        );
     }
 }
