@@ -23,4 +23,4 @@ pub use error::{OverlayError, Result};
 pub use layer::{Compression, LayerStats};
 pub use rootfs::{unmount, Rootfs};
 pub use store::SnapshotStore;
-pub use usage::FsUsage;
+pub use usage::{disk_usage, FsUsage};

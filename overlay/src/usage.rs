@@ -18,7 +18,7 @@ pub struct FsUsage {
 
 /// Walks `root` without following symlinks. Entries that vanish during the
 /// walk (a concurrent removal) are skipped; a missing `root` is empty.
-pub(crate) fn disk_usage(root: &Path) -> Result<FsUsage> {
+pub fn disk_usage(root: &Path) -> Result<FsUsage> {
     let mut usage = FsUsage::default();
     // Only multiply-linked inodes can be met twice; remember just those.
     let mut seen_links: HashSet<(u64, u64)> = HashSet::new();
