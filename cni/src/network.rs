@@ -20,8 +20,10 @@ use crate::runtime_conf::{CapabilityArgs, RuntimeConf};
 /// The default conf dir.
 pub const DEFAULT_CONF_DIR: &str = "/etc/cni/net.d";
 
-/// The default per-call plugin timeout: generous, since IPAM may wait on a lock.
-pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default per-call plugin timeout: generous, since IPAM may wait on a
+/// lock, yet short enough that a whole chain fits in kubelet's 2 min request
+/// timeout most of the time.
+pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The CRI reason reported while the network is not ready.
 pub const NOT_READY_REASON: &str = "NetworkPluginNotReady";

@@ -129,6 +129,18 @@ pub struct Bandwidth {
     pub egress_burst: u64,
 }
 
+impl PortMapping {
+    /// A mapping; the protocol is lower-cased (CRI says `TCP`, portmap wants `tcp`).
+    pub fn new(host_port: u16, container_port: u16, protocol: &str, host_ip: &str) -> Self {
+        Self {
+            host_port,
+            container_port,
+            protocol: protocol.to_ascii_lowercase(),
+            host_ip: host_ip.to_string(),
+        }
+    }
+}
+
 fn is_zero(v: &u64) -> bool {
     *v == 0
 }
@@ -211,8 +223,14 @@ impl CapabilityArgs {
         let mut put = |name: &str, value: Value| {
             map.insert(name.to_string(), value);
         };
-        if !self.port_mappings.is_empty() {
-            put("portMappings", json(&self.port_mappings));
+        // A CRI port without a host port is informational: nothing to map.
+        let mappings: Vec<&PortMapping> = self
+            .port_mappings
+            .iter()
+            .filter(|m| m.host_port != 0)
+            .collect();
+        if !mappings.is_empty() {
+            put("portMappings", json(&mappings));
         }
         if let Some(bw) = &self.bandwidth {
             put("bandwidth", json(bw));
@@ -272,12 +290,16 @@ mod tests {
     #[test]
     fn capability_map_holds_only_set_values_with_cni_names() {
         let caps = CapabilityArgs {
-            port_mappings: vec![PortMapping {
-                host_port: 8080,
-                container_port: 80,
-                protocol: "tcp".into(),
-                host_ip: String::new(),
-            }],
+            port_mappings: vec![
+                PortMapping::new(8080, 80, "TCP", ""),
+                PortMapping::new(0, 53, "UDP", ""),
+            ],
+            dns: Some(DnsCapability {
+                servers: vec!["10.96.0.10".into()],
+                searches: vec!["svc.cluster.local".into()],
+                options: vec!["ndots:5".into()],
+            }),
+            ips: vec!["10.244.1.7/24".into()],
             bandwidth: Some(Bandwidth {
                 ingress_rate: 1000,
                 ..Bandwidth::default()
@@ -290,6 +312,8 @@ mod tests {
             json!({
                 "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}],
                 "bandwidth": {"ingressRate": 1000},
+                "dns": {"servers": ["10.96.0.10"], "searches": ["svc.cluster.local"], "options": ["ndots:5"]},
+                "ips": ["10.244.1.7/24"],
                 "ipRanges": [[{"subnet": "10.244.1.0/24"}]]
             })
         );
