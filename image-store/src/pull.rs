@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use oci_spec::image::ImageConfiguration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::digest::chain_ids;
@@ -64,6 +64,8 @@ struct LayerJob {
     layer: LayerInfo,
     creds: Option<Credentials>,
     progress: Option<ProgressFn>,
+    /// Becomes true when another layer of the same pull failed.
+    cancel: watch::Receiver<bool>,
 }
 
 impl ImageStore {
@@ -143,6 +145,7 @@ impl ImageStore {
             pins.pin(&l.digest);
         }
 
+        let (cancel_tx, cancel) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for layer in &layers {
             let job = LayerJob {
@@ -151,9 +154,11 @@ impl ImageStore {
                 layer: layer.clone(),
                 creds: creds.cloned(),
                 progress: progress.clone(),
+                cancel: cancel.clone(),
             };
             tasks.spawn(inner.clone().ensure_layer(job));
         }
+        let mut first_err = None;
         while let Some(joined) = tasks.join_next().await {
             let outcome = joined.unwrap_or_else(|e| {
                 Err(ImageError::Registry {
@@ -162,12 +167,18 @@ impl ImageStore {
                 })
             });
             if let Err(e) = outcome {
-                // Stop the other layers: their channels close, their
-                // unpackers see an error and commit nothing.
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
-                return Err(e);
+                if first_err.is_none() {
+                    // Stop the other layers: their downloads end, their
+                    // unpackers see an error and commit nothing. Waiting for
+                    // them (rather than aborting) means no ingest file or
+                    // unpack outlives the failed pull.
+                    let _ = cancel_tx.send(true);
+                    first_err = Some(e);
+                }
             }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
         }
 
         // Manifests last: a blob in the store means its image was complete once.
@@ -307,6 +318,9 @@ impl Inner {
             .acquire()
             .await
             .map_err(|e| ImageError::Metadata(format!("download limiter closed: {e}")))?;
+        if *job.cancel.borrow() {
+            return Err(cancelled(&layer.digest));
+        }
 
         let have_blob = self.content.contains(&layer.digest);
         let unpacked = {
@@ -392,11 +406,16 @@ impl Inner {
 
         let mut stream = resp.bytes_stream();
         let mut done = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let item = chunk.map_err(|e| ImageError::Registry {
-                registry: job.reference.domain.clone(),
-                detail: format!("downloading blob {}: {}", layer.digest, error_chain(&e)),
-            });
+        let mut cancel = job.cancel.clone();
+        loop {
+            let next: Option<Chunk> = tokio::select! {
+                c = stream.next() => c.map(|r| r.map_err(|e| ImageError::Registry {
+                    registry: job.reference.domain.clone(),
+                    detail: format!("downloading blob {}: {}", layer.digest, error_chain(&e)),
+                })),
+                _ = cancel.changed() => Some(Err(cancelled(&layer.digest))),
+            };
+            let Some(item) = next else { break };
             let failed = item.is_err();
             if let Ok(b) = &item {
                 done += b.len() as u64;
@@ -435,6 +454,13 @@ impl Inner {
                 tracing::warn!(digest = %d, error = %e, "cannot remove blob of failed pull");
             }
         }
+    }
+}
+
+fn cancelled(digest: &str) -> ImageError {
+    ImageError::Registry {
+        registry: String::new(),
+        detail: format!("download of {digest} cancelled: another layer failed"),
     }
 }
 
