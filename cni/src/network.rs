@@ -168,6 +168,10 @@ impl<E: PluginExec> Cni<E> {
     /// [`Cni::del`] tears down with the same config even after a crash. On
     /// failure ADD runs DEL itself (best effort, failures logged), forgets the
     /// attachment and returns the ADD error with the plugin's message.
+    ///
+    /// Dropping the future mid-way kills the running plugin and leaves the
+    /// cached config, so the caller must then [`Cni::del`]; run ADD in its own
+    /// task if the request that triggered it can be cancelled.
     pub async fn add(&self, rt: &RuntimeConf) -> Result<Attachment> {
         rt.validate()?;
         let list = self.config()?.ok_or_else(|| CniError::NoConfig {
@@ -181,9 +185,15 @@ impl<E: PluginExec> Cni<E> {
             rt.capabilities.clone(),
         );
         self.cache.store(&entry)?;
-        let attached = self.add_chain(&list, rt).await;
-        let (raw, result) = match attached {
-            Ok(done) => done,
+        let attached = async {
+            let (raw, result) = self.add_chain(&list, rt).await?;
+            entry.result = Some(raw);
+            self.cache.store(&entry)?;
+            Ok(result)
+        }
+        .await;
+        let result = match attached {
+            Ok(result) => result,
             Err(err) => {
                 if let Err(del) = self.teardown(&list, rt, None).await {
                     tracing::warn!(container_id = %rt.container_id, error = %del, "cni: DEL after failed ADD failed");
@@ -197,8 +207,6 @@ impl<E: PluginExec> Cni<E> {
                 return Err(err);
             }
         };
-        entry.result = Some(raw);
-        self.cache.store(&entry)?;
         let pod_ips = result.pod_ips(&rt.ifname);
         Ok(Attachment {
             network: list.name.clone(),
