@@ -63,11 +63,5 @@ pub async fn run(ctx: &Ctx, args: InfoArgs) -> anyhow::Result<u8> {
             &json!({"conditions": conditions, "runtime_handlers": handlers, "info": views::info(&resp.info)}),
         )?,
     }
-    // A runtime that is not ready is worth a non-zero exit for scripts.
-    let ready = resp
-        .status
-        .iter()
-        .flat_map(|s| s.conditions.iter())
-        .all(|c| c.status);
-    Ok(u8::from(!ready))
+    Ok(0)
 }
