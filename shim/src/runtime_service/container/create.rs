@@ -1,0 +1,229 @@
+//! CreateContainer: rootfs overlay + OCI spec + a created (not started)
+//! process under its monitor. Any failure undoes every completed step.
+
+use crate::runtime_service::context::{blocking, new_id, now_ns, runtime_status};
+use crate::runtime_service::rollback::Rollback;
+use crate::runtime_service::spec::{self, SpecInput};
+use crate::runtime_service::store::container::{ContainerPhase, ContainerRecord};
+use crate::runtime_service::store::names::container_name;
+use crate::runtime_service::store::sandbox::{SandboxRecord, SandboxState};
+use crate::runtime_service::store::{create_private_dir, write_atomic};
+use crate::runtime_service::RuntimeContext;
+use cria_proto::v1::{
+    ContainerConfig, ContainerEventType, CreateContainerRequest, CreateContainerResponse, Signal,
+};
+use cria_runtime::ContainerCreate;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tonic::Status;
+
+pub(crate) async fn create(
+    ctx: &Arc<RuntimeContext>,
+    req: CreateContainerRequest,
+) -> Result<CreateContainerResponse, Status> {
+    let config = req
+        .config
+        .ok_or_else(|| Status::invalid_argument("config is required"))?;
+    let meta = config
+        .metadata
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("config.metadata is required"))?;
+    if meta.name.is_empty() {
+        return Err(Status::invalid_argument("config.metadata.name is empty"));
+    }
+    let image_name = config
+        .image
+        .as_ref()
+        .map(|i| i.image.clone())
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| Status::invalid_argument("config.image.image is empty"))?;
+    let sandbox_entry = ctx.sandboxes.get(&req.pod_sandbox_id)?;
+    // Held so StopPodSandbox cannot run between the READY check and the
+    // container's record being stored (it would miss the new container).
+    let _pod_op = sandbox_entry.op.lock().await;
+    let sandbox = sandbox_entry.get();
+    if sandbox.state != SandboxState::Ready {
+        return Err(Status::failed_precondition(format!(
+            "pod sandbox {} is not ready: cannot create container {:?}",
+            sandbox.id, meta.name
+        )));
+    }
+    let rt_ctx = ctx.clone();
+    let record = blocking(move || create_blocking(&rt_ctx, sandbox, config, image_name)).await??;
+    super::emit(ctx, &record, ContainerEventType::ContainerCreatedEvent);
+    Ok(CreateContainerResponse {
+        container_id: record.id,
+    })
+}
+
+/// The signal StopContainer sends first: kubelet's choice, else the image's
+/// STOPSIGNAL, else SIGTERM.
+pub(crate) fn stop_signal(
+    config: &ContainerConfig,
+    image_stop_signal: Option<&str>,
+) -> Result<i32, Status> {
+    let cri = config.stop_signal();
+    if cri != Signal::RuntimeDefault {
+        let name = cri.as_str_name().trim_start_matches("SIGNAL_");
+        return cria_runtime::signal_from_name(name)
+            .map_err(|e| Status::invalid_argument(format!("config.stop_signal {name}: {e}")));
+    }
+    match image_stop_signal.filter(|s| !s.is_empty()) {
+        Some(name) => cria_runtime::signal_from_name(name).map_err(|e| {
+            Status::invalid_argument(format!("image config StopSignal {name:?}: {e}"))
+        }),
+        None => Ok(libc::SIGTERM),
+    }
+}
+
+/// `log_directory` of the pod joined with the container's `log_path`.
+pub(crate) fn log_path(sandbox: &SandboxRecord, config: &ContainerConfig) -> Option<PathBuf> {
+    if sandbox.config.log_directory.is_empty() || config.log_path.is_empty() {
+        return None;
+    }
+    Some(PathBuf::from(&sandbox.config.log_directory).join(&config.log_path))
+}
+
+fn create_blocking(
+    ctx: &Arc<RuntimeContext>,
+    sandbox: SandboxRecord,
+    config: ContainerConfig,
+    image_name: String,
+) -> Result<ContainerRecord, Status> {
+    let image = ctx
+        .images
+        .resolve(&image_name)?
+        .ok_or_else(|| Status::not_found(format!("image {image_name:?} not found")))?;
+    let id = new_id();
+    let meta = config.metadata.clone().unwrap_or_default();
+    let name = container_name(&sandbox.id, &meta.name, meta.attempt);
+    ctx.container_names.reserve(&name, &id)?;
+    let mut rollback = Rollback::new(format!("container {id}"));
+    {
+        let (ctx, id) = (ctx.clone(), id.clone());
+        rollback.push("name", move || ctx.container_names.release(&name, &id));
+    }
+
+    let bundle = ctx.containers.object_dir(&id);
+    create_private_dir(&bundle)?;
+    {
+        let bundle = bundle.clone();
+        rollback.push("bundle dir", move || {
+            let _ = std::fs::remove_dir_all(bundle);
+        });
+    }
+    let rootfs = bundle.join("rootfs");
+    create_private_dir(&rootfs)?;
+    ctx.rootfs.mount(&image.chain_ids, &bundle, &rootfs)?;
+    {
+        let (ctx, rootfs) = (ctx.clone(), rootfs.clone());
+        rollback.push("rootfs mount", move || {
+            if let Err(e) = ctx.rootfs.unmount(&rootfs) {
+                tracing::warn!(rootfs = %rootfs.display(), error = %e, "rollback: unmount failed");
+            }
+        });
+    }
+
+    let oci = spec::build(&SpecInput {
+        id: &id,
+        config: &config,
+        image: &image.config,
+        image_name: &image_name,
+        sandbox: &sandbox,
+        rootfs: &rootfs,
+        host: ctx.host.as_ref(),
+    })?;
+    let json = serde_json::to_vec_pretty(&oci)
+        .map_err(|e| Status::internal(format!("container {id}: serialise OCI spec: {e}")))?;
+    write_atomic(&bundle.join("config.json"), &json)
+        .map_err(|e| Status::internal(format!("container {id}: write config.json: {e}")))?;
+
+    let log_path = log_path(&sandbox, &config);
+    if let Some(parent) = log_path.as_ref().and_then(|p| p.parent()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Status::internal(format!(
+                "container {id}: create log dir {}: {e}",
+                parent.display()
+            ))
+        })?;
+    }
+    let image_stop_signal = image
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.stop_signal().clone());
+    let stop_signal = stop_signal(&config, image_stop_signal.as_deref())?;
+
+    let created = ctx
+        .runtime
+        .create(&ContainerCreate {
+            id: id.clone(),
+            bundle: bundle.clone(),
+            log_path: log_path.clone(),
+            tty: config.tty,
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+        })
+        .map_err(runtime_status)?;
+    {
+        let (ctx, id) = (ctx.clone(), id.clone());
+        rollback.push("runtime container", move || {
+            if let Err(e) = ctx.runtime.delete(&id, true) {
+                tracing::warn!(container = %id, error = %e, "rollback: delete failed");
+            }
+        });
+    }
+
+    let record = ContainerRecord {
+        id: id.clone(),
+        sandbox_id: sandbox.id.clone(),
+        image_id: image.id.clone(),
+        chain_ids: image.chain_ids.clone(),
+        phase: ContainerPhase::Created,
+        created_at: now_ns(),
+        started_at: 0,
+        finished_at: 0,
+        exit_code: 0,
+        reason: String::new(),
+        message: String::new(),
+        pid: created.pid,
+        log_path,
+        rootfs,
+        bundle,
+        cgroup: format!("{}/{}", sandbox.cgroup, id),
+        stop_signal,
+        resources: config
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.clone())
+            .unwrap_or_default(),
+        config,
+    };
+    ctx.containers.add(record.clone())?;
+    rollback.disarm();
+    tracing::info!(container = %id, sandbox = %sandbox.id, name = %meta.name, "container created");
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_signal_prefers_kubelet_then_the_image() {
+        let mut config = ContainerConfig::default();
+        assert_eq!(stop_signal(&config, None).unwrap(), libc::SIGTERM);
+        assert_eq!(
+            stop_signal(&config, Some("SIGQUIT")).unwrap(),
+            libc::SIGQUIT
+        );
+        assert_eq!(stop_signal(&config, Some("3")).unwrap(), 3);
+        let err = stop_signal(&config, Some("SIGNOPE")).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        config.stop_signal = Signal::Sigusr1 as i32;
+        assert_eq!(
+            stop_signal(&config, Some("SIGQUIT")).unwrap(),
+            libc::SIGUSR1
+        );
+    }
+}

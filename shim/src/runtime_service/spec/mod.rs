@@ -1,0 +1,225 @@
+//! CRI container config + image config → OCI runtime spec (oci-spec).
+//!
+//! Pure translation: everything it needs from the host (does a path exist,
+//! device numbers, mount propagation, the image's /etc/passwd) comes through
+//! the [`HostView`] seam, so the rules are unit-tested without a kernel.
+
+mod host;
+mod mounts;
+mod process;
+pub(crate) mod resources;
+
+pub(crate) use host::{HostView, RealHost};
+
+use crate::runtime_service::store::sandbox::SandboxRecord;
+use cria_proto::v1::{ContainerConfig, NamespaceMode};
+use oci_spec::image::ImageConfiguration;
+use oci_spec::runtime::{
+    LinuxBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, RootBuilder, Spec,
+    SpecBuilder,
+};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Why a container config cannot become a spec.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SpecError {
+    /// The CRI config is invalid; names the field.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The offending field, e.g. `mounts[2].host_path`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A feature asked for that cria does not implement yet.
+    #[error("{0} is not supported yet")]
+    Unsupported(String),
+    /// oci-spec refused to build a part of the spec.
+    #[error("building the OCI spec: {0}")]
+    Oci(#[from] oci_spec::OciSpecError),
+}
+
+impl SpecError {
+    /// Shorthand for an `Invalid` error.
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        SpecError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<SpecError> for tonic::Status {
+    fn from(err: SpecError) -> Self {
+        match err {
+            SpecError::Invalid { .. } => tonic::Status::invalid_argument(err.to_string()),
+            SpecError::Unsupported(_) => tonic::Status::unimplemented(err.to_string()),
+            SpecError::Oci(_) => tonic::Status::internal(err.to_string()),
+        }
+    }
+}
+
+/// Everything the spec is made from.
+pub(crate) struct SpecInput<'a> {
+    /// Container id.
+    pub(crate) id: &'a str,
+    /// What kubelet asked for.
+    pub(crate) config: &'a ContainerConfig,
+    /// The image's config (Entrypoint, Cmd, Env, User, WorkingDir, ...).
+    pub(crate) image: &'a ImageConfiguration,
+    /// The image name as the user gave it (for annotations).
+    pub(crate) image_name: &'a str,
+    /// The pod the container joins.
+    pub(crate) sandbox: &'a SandboxRecord,
+    /// Where the container's rootfs is mounted.
+    pub(crate) rootfs: &'a Path,
+    /// Host facts (paths, devices, mounts, the image's passwd/group files).
+    pub(crate) host: &'a dyn HostView,
+}
+
+/// Builds the OCI runtime spec of a container.
+pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
+    let security = input
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.clone())
+        .unwrap_or_default();
+    if security.privileged {
+        // Issue 6 brings privileged containers (all caps and devices, no
+        // masking); running one unprivileged would be a silent lie.
+        return Err(SpecError::Unsupported(
+            "linux.security_context.privileged".into(),
+        ));
+    }
+    let process = process::build(input, &security)?;
+    let planned = mounts::plan(input, &security)?;
+    let resources = resources::to_oci(
+        input
+            .config
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.as_ref()),
+        Some(resources::device_rules(
+            &planned.devices,
+            &planned.device_access,
+        )?),
+    )?;
+
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces(input.sandbox, &security)?)
+        .cgroups_path(format!("{}/{}", input.sandbox.cgroup, input.id))
+        .resources(resources)
+        .devices(planned.devices)
+        .masked_paths(planned.masked_paths)
+        .readonly_paths(planned.readonly_paths)
+        .sysctl(pod_sysctls(input.sandbox))
+        .build()?;
+    if let Some(propagation) = planned.rootfs_propagation {
+        linux.set_rootfs_propagation(Some(propagation.to_string()));
+    }
+
+    let spec = SpecBuilder::default()
+        .version("1.2.0")
+        .root(
+            RootBuilder::default()
+                .path(input.rootfs)
+                .readonly(security.readonly_rootfs)
+                .build()?,
+        )
+        .process(process)
+        .mounts(planned.mounts)
+        .annotations(annotations(input))
+        .linux(linux)
+        .build()?;
+    Ok(spec)
+}
+
+/// The pod's namespaces, joined by path; a new mount namespace; a PID
+/// namespace per the container's `namespace_options.pid`.
+fn namespaces(
+    sandbox: &SandboxRecord,
+    security: &cria_proto::v1::LinuxContainerSecurityContext,
+) -> Result<Vec<LinuxNamespace>, SpecError> {
+    let join =
+        |typ, path: &Option<std::path::PathBuf>| -> Result<Option<LinuxNamespace>, SpecError> {
+            Ok(match path {
+                Some(p) => Some(LinuxNamespaceBuilder::default().typ(typ).path(p).build()?),
+                // The pod uses the host's namespace: list nothing, inherit it.
+                None => None,
+            })
+        };
+    let ns = &sandbox.namespaces;
+    let mut out = vec![LinuxNamespaceBuilder::default()
+        .typ(LinuxNamespaceType::Mount)
+        .build()?];
+    out.extend(join(LinuxNamespaceType::Network, &ns.network)?);
+    out.extend(join(LinuxNamespaceType::Ipc, &ns.ipc)?);
+    out.extend(join(LinuxNamespaceType::Uts, &ns.uts)?);
+    // CRI's enum default is POD (kubelet always sets the field; bare clients
+    // such as crictl often omit it).
+    let pid_mode = security
+        .namespace_options
+        .as_ref()
+        .map(|o| o.pid())
+        .unwrap_or(NamespaceMode::Pod);
+    let new_pid = || -> Result<LinuxNamespace, SpecError> {
+        Ok(LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Pid)
+            .build()?)
+    };
+    match pid_mode {
+        NamespaceMode::Container => out.push(new_pid()?),
+        NamespaceMode::Pod => match (&ns.pid, sandbox.namespace_options().pid()) {
+            (Some(path), _) => out.extend(join(LinuxNamespaceType::Pid, &Some(path.clone()))?),
+            // A hostPID pod: its containers share the host's.
+            (None, NamespaceMode::Node) => {}
+            // The pod has no shared PID namespace: the container gets its own.
+            (None, _) => out.push(new_pid()?),
+        },
+        NamespaceMode::Node => {}
+        NamespaceMode::Target => {
+            return Err(SpecError::Unsupported(
+                "linux.security_context.namespace_options.pid TARGET".into(),
+            ))
+        }
+    }
+    Ok(out)
+}
+
+fn pod_sysctls(sandbox: &SandboxRecord) -> HashMap<String, String> {
+    sandbox
+        .config
+        .linux
+        .as_ref()
+        .map(|l| l.sysctls.clone().into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// Kubelet's annotations plus the CRI ones other tools (and runtimes) look for.
+fn annotations(input: &SpecInput<'_>) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = input
+        .config
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let meta = input.config.metadata.clone().unwrap_or_default();
+    let pod = input.sandbox.metadata();
+    for (k, v) in [
+        ("io.kubernetes.cri.container-type", "container".to_string()),
+        ("io.kubernetes.cri.container-name", meta.name),
+        ("io.kubernetes.cri.sandbox-id", input.sandbox.id.clone()),
+        ("io.kubernetes.cri.sandbox-name", pod.name),
+        ("io.kubernetes.cri.sandbox-namespace", pod.namespace),
+        ("io.kubernetes.cri.sandbox-uid", pod.uid),
+        ("io.kubernetes.cri.image-name", input.image_name.to_string()),
+    ] {
+        out.insert(k.to_string(), v);
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
