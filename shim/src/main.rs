@@ -1,1 +1,105 @@
-fn main() {}
+//! `criad`: cria's CRI v1 daemon.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use cria_shim::config::{Config, LogFormat, Overrides};
+use cria_shim::daemon::Daemon;
+use cria_shim::runtime_service::RuntimeServiceImpl;
+use cria_shim::server;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// criad serves the Kubernetes CRI v1 API (RuntimeService and ImageService)
+/// on a unix socket. Flags override the config file.
+#[derive(Debug, Parser)]
+#[command(name = "criad", version, about)]
+struct Cli {
+    /// TOML config file (every key optional). Default: /etc/cria/config.toml when present.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Persistent data directory (images, snapshots, records).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Runtime state directory (socket, namespaces, monitor state).
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// The CRI socket path. Default: <state>/cria.sock.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Log level or tracing filter, e.g. `debug` or `info,cria_image_store=debug`.
+    #[arg(long, value_name = "L")]
+    log_level: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(
+        cli.config.as_deref(),
+        Overrides {
+            root: cli.root,
+            state: cli.state,
+            socket: cli.socket,
+            log_level: cli.log_level,
+            log_format: cli.log_format,
+        },
+    )?;
+    init_logging(&config)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(config))
+}
+
+/// tracing to stderr, text or JSON, filtered by `log_level`.
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    // Validated by Config::load; this only fails on a bug.
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .with_context(|| format!("log level {:?}", config.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let socket = config.socket_path();
+    // First, so a second criad on the same socket stops before it touches
+    // the stores the first one has open.
+    server::claim_socket(&socket)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        root = %config.root.display(),
+        state = %config.state.display(),
+        socket = %socket.display(),
+        "criad starting"
+    );
+    let daemon = Arc::new(Daemon::open(config)?);
+    let runtime = RuntimeServiceImpl::new(daemon.runtime.clone());
+    runtime.recover().await;
+    let listener = server::bind(&socket)?;
+    server::serve(daemon, runtime, listener, &socket, shutdown_signal()?).await?;
+    tracing::info!("criad stopped");
+    Ok(())
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
+}
