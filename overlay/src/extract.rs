@@ -295,13 +295,16 @@ impl Extractor {
         name: &OsStr,
         meta: &EntryMeta,
     ) -> Result<()> {
+        let mut replaces_whiteout = false;
         match rfs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
             Ok(()) => self.stats.inodes += 1,
             Err(Errno::EXIST) => {
                 let existing = rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| OverlayError::io("stat", self.path_of(raw), e))?;
+                let kind = FileType::from_raw_mode(existing.st_mode);
                 // An existing directory only gets its metadata updated.
-                if FileType::from_raw_mode(existing.st_mode) != FileType::Directory {
+                if kind != FileType::Directory {
+                    replaces_whiteout = kind == FileType::CharacterDevice && existing.st_rdev == 0;
                     self.remove_existing(parent, name, raw)?;
                     rfs::mkdirat(parent, name, Mode::from_raw_mode(0o700)).map_err(|e| {
                         OverlayError::io("creating directory", self.path_of(raw), e)
@@ -318,6 +321,12 @@ impl Extractor {
             Mode::empty(),
         )
         .map_err(|e| OverlayError::io("opening directory", self.path_of(raw), e))?;
+        if replaces_whiteout {
+            // `.wh.d` then `d/` in one layer: lower layers' `d` is deleted and
+            // a new one made, so it must not merge with theirs.
+            rfs::fsetxattr(&dir, OPAQUE_XATTR, b"y", XattrFlags::empty())
+                .map_err(|e| OverlayError::io("marking opaque", self.path_of(raw), e))?;
+        }
         self.set_owner_mode(Node::Fd(dir.as_fd()), meta, raw)?;
         self.set_xattrs(Node::Fd(dir.as_fd()), meta, raw)?;
         self.dir_times.insert(path.joined(), times(meta));

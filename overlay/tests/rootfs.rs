@@ -197,3 +197,74 @@ fn prepare_refuses_missing_snapshots_and_is_repeatable() {
     let again = Rootfs::prepare(&fx.store, &[one], &container).unwrap();
     assert!(again.upper_dir().unwrap().join("kept").exists());
 }
+
+#[test]
+fn a_directory_recreated_after_its_whiteout_hides_the_lower_one() {
+    let fx = Fixture::new();
+    let base = layer(&fx, "base", &[("d/old", b"o")]);
+    let tar = common::RawTar::new()
+        .file(".wh.d", b"")
+        .dir("d")
+        .file("d/new", b"n")
+        .finish();
+    fx.apply("top", &tar).unwrap();
+    let rootfs = Rootfs::prepare(
+        &fx.store,
+        &[base, chain_id("top")],
+        &fx.dir.path().join("c"),
+    )
+    .unwrap();
+    let mnt = target(&fx, "mnt");
+    let _guard = MountGuard(mnt.clone());
+    rootfs.mount(&mnt).unwrap();
+    assert_eq!(names(&mnt.join("d")), ["new"]);
+    cria_overlay::unmount(&mnt).unwrap();
+}
+
+#[test]
+fn escaping_symlinks_in_a_rootfs_resolve_inside_it() {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    let fx = Fixture::new();
+    let canary = fx.canary();
+    let tar = common::RawTar::new()
+        .symlink("root", "/")
+        .symlink("up", "../../../../../../..")
+        .symlink("abs", canary.to_str().unwrap())
+        .finish();
+    fx.apply("links", &tar).unwrap();
+    let rootfs =
+        Rootfs::prepare(&fx.store, &[chain_id("links")], &fx.dir.path().join("c")).unwrap();
+    let mnt = target(&fx, "mnt");
+    let _guard = MountGuard(mnt.clone());
+    rootfs.mount(&mnt).unwrap();
+    // The rootfs holds the links verbatim and nothing of the host ...
+    assert_eq!(names(&mnt), ["abs", "root", "up"]);
+    // ... and resolved the way a container sees them (in root), every one
+    // stays inside: the host's canary is not reachable through them.
+    let keep = canary.join("keep");
+    let rel = keep.strip_prefix("/").unwrap();
+    let dir = rustix::fs::open(&mnt, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+    for link in ["root", "up"] {
+        let err = openat2(
+            &dir,
+            Path::new(link).join(rel),
+            OFlags::RDONLY,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT,
+        )
+        .expect_err("resolved to the host");
+        assert_eq!(err, rustix::io::Errno::NOENT, "{link}");
+    }
+    let err = openat2(
+        &dir,
+        "abs/keep",
+        OFlags::RDONLY,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT,
+    )
+    .expect_err("resolved to the host");
+    assert_eq!(err, rustix::io::Errno::NOENT);
+    drop(dir);
+    cria_overlay::unmount(&mnt).unwrap();
+    fx.assert_canary_intact_beside(&["c", "mnt"]);
+}

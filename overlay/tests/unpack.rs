@@ -551,3 +551,42 @@ fn layer_root_entry_sets_the_root_metadata() {
         0o755
     );
 }
+
+#[test]
+fn empty_streams_and_whiteout_only_layers() {
+    let fx = Fixture::new();
+    let stats = fx.apply("nothing", b"").unwrap();
+    assert_eq!(stats, Default::default());
+    assert!(fx.store.is_committed(&chain_id("nothing")));
+    let tar = RawTar::new()
+        .file(".wh.gone", b"")
+        .file("d/.wh..wh..opq", b"")
+        .finish();
+    fx.apply("whiteouts", &tar).unwrap();
+    let fs = fx.fs("whiteouts");
+    assert!(std::fs::symlink_metadata(fs.join("gone"))
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    assert_eq!(
+        getxattr(&fs.join("d"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+}
+
+#[test]
+fn directory_recreated_after_its_whiteout_is_opaque() {
+    let tar = RawTar::new()
+        .file(".wh.d", b"")
+        .dir("d")
+        .file("d/new", b"n")
+        .finish();
+    let fx = Fixture::new();
+    fx.apply("recreate", &tar).unwrap();
+    let d = fx.fs("recreate").join("d");
+    assert!(std::fs::symlink_metadata(&d).unwrap().is_dir());
+    assert_eq!(
+        getxattr(&d, "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+}

@@ -48,6 +48,12 @@ impl Fixture {
 
     /// Asserts the canary holds exactly its one original file.
     pub fn assert_canary_intact(&self) {
+        self.assert_canary_intact_beside(&[]);
+    }
+
+    /// Like [`Fixture::assert_canary_intact`], allowing the test's own
+    /// `extra` entries beside the store.
+    pub fn assert_canary_intact_beside(&self, extra: &[&str]) {
         let names: Vec<_> = std::fs::read_dir(self.canary())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -62,12 +68,13 @@ impl Fixture {
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
+        let mut expected: Vec<&str> = ["canary", "snapshots"]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        expected.sort();
         top.sort();
-        assert_eq!(
-            top,
-            ["canary", "snapshots"],
-            "something was written beside the store"
-        );
+        assert_eq!(top, expected, "something was written beside the store");
     }
 
     /// Asserts the store holds nothing: no committed and no temp dirs.
