@@ -1,10 +1,13 @@
 //! Undo of a multi-step setup: each completed step registers how to undo
 //! itself; unless the whole setup succeeds, the steps are undone in reverse.
 
+/// How to undo one step.
+type Undo = Box<dyn FnOnce() + Send>;
+
 /// Undo actions of completed steps, run in reverse on drop unless disarmed.
 pub(crate) struct Rollback {
     what: String,
-    steps: Vec<(&'static str, Box<dyn FnOnce() + Send>)>,
+    steps: Vec<(&'static str, Undo)>,
     armed: bool,
 }
 
