@@ -237,4 +237,26 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(!marker.exists(), "plugin kept running after the timeout");
     }
+
+    /// criad runs sandbox work on blocking threads; the documented way to
+    /// call this async API from there must work (processes included).
+    #[test]
+    fn runs_from_a_spawn_blocking_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = script(dir.path(), r#"echo "$CNI_COMMAND""#);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let out = rt.block_on(async move {
+            tokio::task::spawn_blocking(move || {
+                let req = request(path, Duration::from_secs(10));
+                tokio::runtime::Handle::current().block_on(ProcessExec.exec(req))
+            })
+            .await
+            .expect("join")
+        });
+        assert_eq!(out.expect("plugin ran"), b"ADD\n");
+    }
 }
