@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Which output stream a log line came from.
@@ -172,6 +173,24 @@ impl LogReader {
         Ok(out)
     }
 
+    /// True when `path` now names another file than the one being read: the
+    /// runtime rotated the log (ReopenContainerLog) and new output goes there.
+    pub fn rotated(&self, path: &Path) -> bool {
+        match (self.file.metadata(), std::fs::metadata(path)) {
+            (Ok(open), Ok(now)) => (open.dev(), open.ino()) != (now.dev(), now.ino()),
+            // Renamed away and not recreated yet: keep reading the old one.
+            _ => false,
+        }
+    }
+
+    /// Continues with the file now at `path`, keeping partial lines pending.
+    pub fn reopen(&mut self, path: &Path) -> io::Result<()> {
+        self.file = File::open(path)?;
+        // A record cut off without its newline cannot be completed from another file.
+        self.carry.clear();
+        Ok(())
+    }
+
     /// Returns output left over when the container has exited.
     pub fn finish(&mut self) -> Vec<Entry> {
         self.reassembler.flush()
@@ -288,6 +307,22 @@ mod tests {
         let texts: Vec<&[u8]> = next.iter().map(|e| e.text.as_slice()).collect();
         assert_eq!(texts, vec![&b"two\n"[..], &b"e\n"[..]]);
         assert!(r.read_new().unwrap().is_empty());
+    }
+
+    #[test]
+    fn reader_moves_to_a_rotated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, b"t1 stdout F old\n").unwrap();
+        let mut r = LogReader::open(&path).unwrap();
+        assert_eq!(r.read_new().unwrap()[0].text, b"old\n");
+        assert!(!r.rotated(&path));
+        std::fs::rename(&path, dir.path().join("0.log.1")).unwrap();
+        assert!(!r.rotated(&path), "nothing new at the path yet");
+        std::fs::write(&path, b"t2 stdout F new\n").unwrap();
+        assert!(r.rotated(&path));
+        r.reopen(&path).unwrap();
+        assert_eq!(r.read_new().unwrap()[0].text, b"new\n");
     }
 
     #[test]

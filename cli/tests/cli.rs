@@ -299,7 +299,7 @@ async fn missing_image_names_reference_and_registry() {
 async fn stopped_daemon_says_how_to_start_it() {
     let mut env = Env::start().await;
     ok(env.cria(&["ps"]), "cria ps while criad runs");
-    env.criad.stop().expect("stop criad");
+    env.criad.stop().await.expect("stop criad");
     let socket = env.criad.socket();
     let out = env.cria(&["ps"]);
     assert_eq!(out.status.code(), Some(1));

@@ -109,6 +109,17 @@ pub async fn stream(cri: &Cri, id: &str, path: &Path, opts: StreamOpts) -> anyho
             }
             continue;
         }
+        if reader.rotated(path) {
+            // Finish the old file first; its last lines were written before the rotation.
+            let rest = read(&mut reader)?;
+            if !print(&rest, opts.timestamps)? {
+                return Ok(());
+            }
+            reader
+                .reopen(path)
+                .with_context(|| format!("reopening rotated log file {}", path.display()))?;
+            continue;
+        }
         let status = lifecycle::container_status(cri, id).await?;
         if lifecycle::has_exited(&status) {
             // The runtime finished writing before it reported the exit: drain what is left.

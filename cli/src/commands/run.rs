@@ -401,6 +401,50 @@ async fn follow_to_exit(cri: &Cri, id: &str) -> anyhow::Result<u8> {
     Ok((status.exit_code & 0xff) as u8)
 }
 
+/// Starts a stop of container `id` in the background; failures are reported, not fatal,
+/// because the output follower keeps running until the container has exited.
+fn stop_in_background(cri: &Cri, id: &str, grace_secs: i64) {
+    let (cri, id) = (cri.clone(), id.to_string());
+    tokio::spawn(async move {
+        if let Err(e) = lifecycle::stop_container(&cri, &id, grace_secs).await {
+            eprintln!(
+                "cria: warning: stopping container {}: {e}",
+                humanize::short_id(&id)
+            );
+        }
+    });
+}
+
+/// Follows the container's output to its exit. The first Ctrl-C stops it gracefully and the
+/// second kills it, while its last output is still printed; a third gives up waiting (130).
+async fn follow_interruptible(cri: &Cri, id: &str) -> anyhow::Result<u8> {
+    let follow = follow_to_exit(cri, id);
+    tokio::pin!(follow);
+    let mut interrupts = 0;
+    loop {
+        tokio::select! {
+            r = &mut follow => return r,
+            _ = tokio::signal::ctrl_c() => {
+                interrupts += 1;
+                match interrupts {
+                    1 => {
+                        eprintln!(
+                            "cria: interrupted, stopping container {} (Ctrl-C again to kill it now)",
+                            humanize::short_id(id)
+                        );
+                        stop_in_background(cri, id, STOP_GRACE_SECS);
+                    }
+                    2 => {
+                        eprintln!("cria: killing container {}", humanize::short_id(id));
+                        stop_in_background(cri, id, 0);
+                    }
+                    _ => return Ok(130),
+                }
+            }
+        }
+    }
+}
+
 /// Runs `cria run`.
 pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     if (args.interactive || args.tty) && !args.detach {
@@ -450,20 +494,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let created = created.ok_or_else(|| anyhow::anyhow!("internal error: run lost its pod id"))?;
-    let outcome = tokio::select! {
-        r = follow_to_exit(&cri, &id) => r,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!(
-                "cria: interrupted, stopping container {} (Ctrl-C again to kill it now)",
-                humanize::short_id(&id)
-            );
-            tokio::select! {
-                r = lifecycle::stop_container(&cri, &id, STOP_GRACE_SECS) => r?,
-                _ = tokio::signal::ctrl_c() => lifecycle::stop_container(&cri, &id, 0).await?,
-            }
-            Ok(130)
-        }
-    };
+    let outcome = follow_interruptible(&cri, &id).await;
     if args.rm {
         created.remove(&cri).await;
     }
