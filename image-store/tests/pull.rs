@@ -345,6 +345,7 @@ async fn tls_registry_with_basic_auth() {
     let reg = Registry::start_with(RegistryOpts {
         tls: true,
         htpasswd: Some(("alice".into(), "s3cret".into())),
+        ..Default::default()
     });
     let mut layout = Layout::new();
     let f = file_rootfs("secret", "only with credentials\n");

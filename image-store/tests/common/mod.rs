@@ -47,6 +47,8 @@ pub struct Registry {
 pub struct RegistryOpts {
     pub tls: bool,
     pub htpasswd: Option<(String, String)>,
+    /// A complete `auth:` block (e.g. from [`TokenServer::registry_auth`]).
+    pub auth_block: Option<String>,
 }
 
 fn free_port() -> u16 {
@@ -70,7 +72,7 @@ impl Registry {
                 d.display()
             ));
         }
-        let mut auth = String::new();
+        let mut auth = opts.auth_block.clone().unwrap_or_default();
         if let Some((u, p)) = &opts.htpasswd {
             let line = run(Command::new("htpasswd").args(["-Bbn", u, p]));
             fs::write(d.join("htpasswd"), line.trim_end().to_string() + "\n").unwrap();
@@ -533,4 +535,254 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// A minimal bearer-token server (docker token spec) for a registry with
+/// `auth: token:`. Tokens are JWTs signed RS256 with a test key whose
+/// certificate travels in the `x5c` header and is the registry's root bundle.
+pub struct TokenServer {
+    pub port: u16,
+    /// Token requests served (any outcome).
+    pub requests: std::sync::Arc<AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub dir: TempDir,
+}
+
+pub const TOKEN_ISSUER: &str = "cria-test-issuer";
+pub const TOKEN_SERVICE: &str = "cria-test-registry";
+
+impl TokenServer {
+    /// Grants what is asked to `user:password` (GET with basic auth) or to the
+    /// refresh token (POST); anonymous callers get a token with no access.
+    pub fn start(user: &str, password: &str, refresh_token: &str) -> TokenServer {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        run(Command::new("openssl").args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cria token signer",
+            "-keyout",
+            &p("token.key"),
+            "-out",
+            &p("token.crt"),
+        ]));
+        let der = run_bytes(Command::new("openssl").args([
+            "x509",
+            "-in",
+            &p("token.crt"),
+            "-outform",
+            "DER",
+        ]));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ctx = TokenCtx {
+            key: dir.path().join("token.key"),
+            x5c: base64_std(&der),
+            basic: format!(
+                "Basic {}",
+                base64_std(format!("{user}:{password}").as_bytes())
+            ),
+            user: user.to_string(),
+            refresh: refresh_token.to_string(),
+        };
+        let (req2, stop2) = (requests.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(mut conn) = conn else { continue };
+                req2.fetch_add(1, Ordering::SeqCst);
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = serve_token(&ctx, &mut conn);
+            }
+        });
+        TokenServer {
+            port,
+            requests,
+            stop,
+            thread: Some(thread),
+            dir,
+        }
+    }
+
+    /// The registry config's `auth:` block for this server.
+    pub fn registry_auth(&self) -> String {
+        format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+            self.port,
+            self.dir.path().join("token.crt").display()
+        )
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct TokenCtx {
+    key: PathBuf,
+    x5c: String,
+    basic: String,
+    user: String,
+    refresh: String,
+}
+
+fn run_bytes(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed");
+    out.stdout
+}
+
+fn base64_std(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+fn base64_url(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+fn serve_token(ctx: &TokenCtx, conn: &mut TcpStream) -> std::io::Result<()> {
+    // Read the head, then a body of Content-Length bytes.
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        data.extend_from_slice(&buf[..n]);
+        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if data.len() > 64 * 1024 {
+            return Ok(());
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).to_string();
+    let mut lines = head.lines();
+    let request_line = lines.next().unwrap_or("");
+    let mut parts = request_line.split(' ');
+    let method = parts.next().unwrap_or("");
+    let target = parts.next().unwrap_or("/");
+    let mut auth = None;
+    let mut length = 0usize;
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            match k.trim().to_ascii_lowercase().as_str() {
+                "authorization" => auth = Some(v.trim().to_string()),
+                "content-length" => length = v.trim().parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    while data.len() < head_end + length {
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+    let body = String::from_utf8_lossy(&data[head_end..]).to_string();
+    let url = reqwest::Url::parse(&format!("http://token.invalid{target}")).unwrap();
+    let form = reqwest::Url::parse(&format!("http://token.invalid/?{body}")).unwrap();
+    let params: Vec<(String, String)> = if method == "POST" {
+        form.query_pairs().into_owned().collect()
+    } else {
+        url.query_pairs().into_owned().collect()
+    };
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let scopes: Vec<String> = params
+        .iter()
+        .filter(|(n, _)| n == "scope")
+        .map(|(_, v)| v.clone())
+        .collect();
+
+    let (status, subject) = if method == "POST" {
+        if get("grant_type").as_deref() == Some("refresh_token")
+            && get("refresh_token").as_deref() == Some(ctx.refresh.as_str())
+        {
+            ("200 OK", Some(ctx.user.clone()))
+        } else {
+            ("401 Unauthorized", None)
+        }
+    } else {
+        match auth {
+            Some(a) if a == ctx.basic => ("200 OK", Some(ctx.user.clone())),
+            Some(_) => ("401 Unauthorized", None),
+            None => ("200 OK", None), // anonymous: a token without access
+        }
+    };
+    let body = if status.starts_with("200") {
+        let access: Vec<serde_json::Value> = if subject.is_some() {
+            scopes
+                .iter()
+                .filter_map(|s| {
+                    let mut it = s.splitn(3, ':');
+                    let (t, name, actions) = (it.next()?, it.next()?, it.next()?);
+                    Some(serde_json::json!({"type": t, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        let jwt = sign_jwt(ctx, subject.as_deref().unwrap_or(""), access);
+        serde_json::json!({"token": jwt, "expires_in": 300}).to_string()
+    } else {
+        r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#.to_string()
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(resp.as_bytes())
+}
+
+fn sign_jwt(ctx: &TokenCtx, subject: &str, access: Vec<serde_json::Value>) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [ctx.x5c]});
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER, "sub": subject, "aud": TOKEN_SERVICE,
+        "exp": now + 300, "nbf": now - 10, "iat": now - 10,
+        "jti": format!("{now}-{}", std::process::id()), "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        base64_url(header.to_string().as_bytes()),
+        base64_url(claims.to_string().as_bytes())
+    );
+    let sig = pipe(
+        Command::new("openssl")
+            .arg("dgst")
+            .arg("-sha256")
+            .arg("-sign")
+            .arg(&ctx.key),
+        signing_input.as_bytes(),
+    );
+    format!("{signing_input}.{}", base64_url(&sig))
 }
