@@ -252,6 +252,32 @@ async fn exec_and_logs_follow() {
     // By unique id prefix too.
     ok(env.cria(&["exec", &id[..8], "true"]), "exec by id prefix");
 
+    // The other views of a running container.
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(env.cria(&["inspect", "box"]), "inspect")).expect("json");
+    assert_eq!(inspect["kind"], "container");
+    assert_eq!(inspect["status"]["id"], id);
+    assert_eq!(inspect["status"]["state"], "CONTAINER_RUNNING");
+    let ps: serde_json::Value =
+        serde_json::from_str(&ok(env.cria(&["ps", "-o", "json"]), "ps -o json")).expect("json");
+    assert_eq!(ps[0]["name"], "box");
+    assert_eq!(ps[0]["pod"], "box");
+    let ps = ok(env.cria(&["ps"]), "ps");
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with(&id[..12]) && l.contains(" Up ")),
+        "{ps}"
+    );
+    let pods = ok(env.cria(&["pods", "-o", "yaml"]), "pods -o yaml");
+    assert!(pods.contains("name: box"), "{pods}");
+    let stats = ok(env.cria(&["stats"]), "stats");
+    assert!(stats.lines().any(|l| l.starts_with(&id[..12])), "{stats}");
+    let out = env.cria(&["exec", "-it", "box", "sh"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("interactive mode needs streaming support (not available yet)")
+    );
+
     // logs -f prints lines as they come and returns when the container exits.
     ok(
         env.cria(&[
@@ -273,6 +299,66 @@ async fn exec_and_logs_follow() {
 
     ok(env.cria(&["rm", "-f", "box", "counter"]), "cria rm -f");
     assert_eq!(env.leftovers().await, (0, 0));
+}
+
+#[tokio::test]
+async fn ctrl_c_stops_the_container_prints_its_last_words_and_rm_cleans_up() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command as Std, Stdio};
+
+    let env = Env::start().await;
+    let image = env.busybox();
+    let mut child = Std::new(assert_cmd::cargo::cargo_bin("cria"))
+        .arg("--endpoint")
+        .arg(env.criad.socket())
+        .env("CRIA_LOG_ROOT", env.logs.path())
+        .args(["run", "--rm", &image, "sh", "-c"])
+        .arg("trap 'echo got-term; exit 143' TERM; echo started; while true; do sleep 0.1; done")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cria run");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(CMD_TIMEOUT).expect("container started");
+    assert_eq!(first, "started");
+    let pid = child.id().to_string();
+    let status = Std::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cria run did not end after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(143), "the container's own exit code");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert_eq!(
+        rest,
+        ["got-term"],
+        "output after the interrupt is still printed"
+    );
+    assert_eq!(
+        env.leftovers().await,
+        (0, 0),
+        "--rm cleaned up after Ctrl-C"
+    );
 }
 
 #[tokio::test]
