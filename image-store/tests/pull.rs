@@ -234,6 +234,29 @@ async fn pulls_docker_schema2_zstd_and_uncompressed_layers() {
         m.config.config().as_ref().unwrap().user().as_deref(),
         Some("1000")
     );
+
+    // By digest (and tag@digest, where the digest wins): the same image, a digest name, no new tag.
+    let by_digest = format!("{}/x/mixed@{}", reg.host(), mixed.digest);
+    let calls = unpacker.calls().len();
+    let again = store.pull(&by_digest, None, None).await.unwrap();
+    assert_eq!(again.id, m.id);
+    assert_eq!(again.repo_tags, vec![format!("{}/x/mixed:v1", reg.host())]);
+    assert_eq!(again.repo_digests, vec![by_digest.clone()]);
+    let tagged = format!("{}/x/mixed:other@{}", reg.host(), mixed.digest);
+    let again = store.pull(&tagged, None, None).await.unwrap();
+    assert_eq!(again.repo_tags.len(), 1);
+    assert_eq!(unpacker.calls().len(), calls);
+    assert_eq!(store.resolve(&tagged).unwrap().unwrap().id, m.id);
+    // A digest the repository has no manifest for.
+    let err = store
+        .pull(
+            &format!("{}/x/mixed@{}", reg.host(), docker.digest),
+            None,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImageError::NotFound { .. }), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -424,6 +447,46 @@ async fn tls_registry_with_basic_auth() {
         .await
         .unwrap_err();
     assert!(matches!(err, ImageError::Registry { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificate_from_certs_d() {
+    let reg = Registry::start_with(RegistryOpts {
+        tls: true,
+        client_certs: true,
+        ..Default::default()
+    });
+    let mut layout = Layout::new();
+    let f = file_rootfs("mtls", "mutual tls\n");
+    let layer = layout.layer(f.path(), Compression::Gzip);
+    let m = layout.image("amd64", None, &[layer]);
+    layout.tag("m", &m);
+    reg.push(layout.path(), "m", "x/mtls:1", &[]);
+    let reference = format!("{}/x/mtls:1", reg.host());
+
+    // certs.d/<host>/ with the CA only: the registry refuses the handshake.
+    let certs = tempfile::tempdir().unwrap();
+    let host_dir = certs.path().join(reg.host());
+    fs::create_dir(&host_dir).unwrap();
+    fs::copy(reg.ca_dir().join("ca.crt"), host_dir.join("ca.crt")).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let unpacker = Arc::new(TarUnpacker::new());
+    let mut cfg = ImageStoreConfig::new(root.path().join("a"));
+    cfg.registry.certs_dir = Some(certs.path().to_path_buf());
+    let store = open_with(cfg.clone(), &unpacker);
+    let err = store.pull(&reference, None, None).await.unwrap_err();
+    assert!(matches!(err, ImageError::Registry { .. }), "{err:?}");
+    drop(store);
+
+    // With the client pair beside it (a fresh store: clients are cached per host).
+    for f in ["client.cert", "client.key"] {
+        fs::copy(reg.ca_dir().join(f), host_dir.join(f)).unwrap();
+    }
+    cfg.root = root.path().join("b");
+    let store = open_with(cfg, &unpacker);
+    let img = store.pull(&reference, None, None).await.unwrap();
+    let text = fs::read_to_string(unpacker.dir(&img.chain_ids[0]).join("etc/mtls")).unwrap();
+    assert_eq!(text, "mutual tls\n");
 }
 
 #[tokio::test(flavor = "multi_thread")]

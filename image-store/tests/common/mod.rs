@@ -49,6 +49,9 @@ pub struct RegistryOpts {
     pub htpasswd: Option<(String, String)>,
     /// A complete `auth:` block (e.g. from [`TokenServer::registry_auth`]).
     pub auth_block: Option<String>,
+    /// With `tls`: require a client certificate signed by the test CA
+    /// (`client.cert`/`client.key` are put beside `ca.crt` in [`Registry::ca_dir`]).
+    pub client_certs: bool,
 }
 
 fn free_port() -> u16 {
@@ -71,6 +74,13 @@ impl Registry {
                 "  tls:\n    certificate: {0}/server.crt\n    key: {0}/server.key\n",
                 d.display()
             ));
+            if opts.client_certs {
+                make_client_cert(d);
+                extra.push_str(&format!(
+                    "    clientcas:\n      - {}/ca/ca.crt\n",
+                    d.display()
+                ));
+            }
         }
         let mut auth = opts.auth_block.clone().unwrap_or_default();
         if let Some((u, p)) = &opts.htpasswd {
@@ -230,6 +240,41 @@ fn make_certs(d: &Path) {
         &p("ext.cnf"),
         "-out",
         &p("server.crt"),
+    ]));
+}
+
+/// A client certificate signed by the test CA, as `ca/client.cert` + `ca/client.key`.
+fn make_client_cert(d: &Path) {
+    let p = |n: &str| d.join(n).display().to_string();
+    run(Command::new("openssl").args([
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=cria test client",
+        "-keyout",
+        &p("ca/client.key"),
+        "-out",
+        &p("client.csr"),
+    ]));
+    fs::write(d.join("client-ext.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+    run(Command::new("openssl").args([
+        "x509",
+        "-req",
+        "-in",
+        &p("client.csr"),
+        "-CA",
+        &p("ca/ca.crt"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &p("client-ext.cnf"),
+        "-out",
+        &p("ca/client.cert"),
     ]));
 }
 
