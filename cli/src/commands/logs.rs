@@ -70,13 +70,17 @@ pub async fn stream(cri: &Cri, id: &str, path: &Path, opts: StreamOpts) -> anyho
         match LogReader::open(path) {
             Ok(r) => break r,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let status = lifecycle::container_status(cri, id).await?;
-                if !opts.follow || lifecycle::has_exited(&status) {
+                if !opts.follow {
                     anyhow::bail!(
                         "container {} has no log file at {}",
                         crate::humanize::short_id(id),
                         path.display()
                     );
+                }
+                let status = lifecycle::container_status(cri, id).await?;
+                if lifecycle::has_exited(&status) {
+                    // It exited before writing anything: there is no output to show.
+                    return Ok(());
                 }
                 tokio::time::sleep(POLL).await;
             }
