@@ -39,6 +39,7 @@ pub struct Cli {
 
 /// Options every command accepts.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// CRI socket: unix:///path or a plain path
     #[arg(
