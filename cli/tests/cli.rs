@@ -382,11 +382,38 @@ async fn missing_image_names_reference_and_registry() {
 }
 
 #[tokio::test]
-async fn stopped_daemon_says_how_to_start_it() {
+async fn stopped_daemon_says_how_to_start_it_and_non_root_is_told_to_use_sudo() {
+    use std::os::unix::fs::PermissionsExt;
+
     let mut env = Env::start().await;
     ok(env.cria(&["ps"]), "cria ps while criad runs");
-    env.criad.stop().await.expect("stop criad");
+
+    // As an unprivileged user (the socket is root's, 0600). The binary is copied where
+    // that user may execute it, whatever the permissions of the checkout.
+    let bin_dir = tempfile::tempdir().expect("bin dir");
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod bin dir");
+    let bin = bin_dir.path().join("cria");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("cria"), &bin).expect("copy cria");
     let socket = env.criad.socket();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .arg("--endpoint")
+        .arg(&socket)
+        .arg("ps")
+        .output()
+        .expect("setpriv");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "cria: error: permission denied on {}: run as root (sudo)\n",
+            socket.display()
+        )
+    );
+
+    env.criad.stop().await.expect("stop criad");
     let out = env.cria(&["ps"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
