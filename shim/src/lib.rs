@@ -5,6 +5,7 @@
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod h2_authority;
 pub mod image_service;
 pub mod layer_unpacker;
 pub mod progress_service;

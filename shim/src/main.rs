@@ -36,8 +36,34 @@ struct Cli {
     log_format: Option<LogFormat>,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match start(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("criad: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, without anyhow's backtrace and
+/// without repeating a cause that a message already quotes (cria's errors
+/// put their source in their own text).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+fn start(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(
         cli.config.as_deref(),
         Overrides {

@@ -17,6 +17,7 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::daemon::Daemon;
+use crate::h2_authority::AuthorityFix;
 use crate::image_service::ImageServiceImpl;
 use crate::progress_service::ProgressService;
 use crate::runtime_service::RuntimeServiceImpl;
@@ -124,7 +125,11 @@ pub async fn serve(
         .add_service(PullProgressServer::new(ProgressService::new(
             daemon.pulls.clone(),
         )));
-    let incoming = UnixListenerStream::new(listener);
+    // Every connection goes through AuthorityFix, so clients that send the
+    // socket path as :authority (crictl/critest ≤ 1.26) are served too.
+    let incoming = futures::StreamExt::map(UnixListenerStream::new(listener), |conn| {
+        conn.map(AuthorityFix::new)
+    });
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stop_rx.await;
     }));

@@ -7,7 +7,7 @@ use crate::daemon::Daemon;
 use crate::error::ShimError;
 
 /// Removes by ID, tag or digest reference (a tag removes only that tag; the
-/// image goes with its last name). An unknown image is success, as kubelet
+/// image goes with its last tag). An unknown image is success, as kubelet
 /// expects. Blobs no image needs are deleted by the store; snapshots no
 /// image and no container needs are then collected, so a container keeps
 /// its rootfs even when its image is removed.
@@ -23,7 +23,21 @@ pub(super) async fn remove(
     }
     let images = daemon.images.clone();
     let name = wanted.clone();
-    let removed = blocking("removing image", move || Ok(images.remove(&name)?)).await?;
+    let removed = blocking("removing image", move || {
+        let Some(image) = images.remove(&name)? else {
+            return Ok(None);
+        };
+        // Removing an image's last tag removes the image, as `docker rmi`
+        // and containerd do: left with only its digest reference it would
+        // linger as an untagged `<none>` image nobody asked to keep.
+        if let Some(left) = images.resolve(&image.id)? {
+            if left.repo_tags.is_empty() {
+                images.remove(&left.id)?;
+            }
+        }
+        Ok(Some(image))
+    })
+    .await?;
     match removed {
         Some(image) => {
             tracing::info!(image = %wanted, id = %image.id, "removed image name");
