@@ -16,8 +16,10 @@ pub struct FsUsage {
     pub inodes: u64,
 }
 
-/// Walks `root` without following symlinks. Entries that vanish during the
-/// walk (a concurrent removal) are skipped; a missing `root` is empty.
+/// Bytes and inodes used by the tree at `root` (e.g. a container's `upper/`
+/// when no [`crate::Rootfs`] is at hand). Walks without following symlinks;
+/// entries that vanish during the walk (a concurrent removal) are skipped; a
+/// missing `root` is empty.
 pub fn disk_usage(root: &Path) -> Result<FsUsage> {
     let mut usage = FsUsage::default();
     // Only multiply-linked inodes can be met twice; remember just those.
