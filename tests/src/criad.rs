@@ -81,6 +81,8 @@ pub struct Criad {
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a SIGTERMed criad may take to exit before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// The same on drop, where the test's clients may still hold connections.
+const DROP_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Criad {
     /// Starts criad with `config`, waiting (bounded) until its socket answers.
@@ -103,7 +105,7 @@ impl Criad {
     /// Starts criad again on the same dirs (after `kill` or `stop`).
     pub async fn restart(&mut self) -> Result<()> {
         if self.child.is_some() {
-            self.stop()?;
+            self.stop().await?;
         }
         self.spawn().await
     }
@@ -124,7 +126,7 @@ impl Criad {
             .arg("--socket")
             .arg(self.socket())
             .arg("--log-level")
-            .arg("debug")
+            .arg(std::env::var("CRIA_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -170,22 +172,41 @@ impl Criad {
         Ok(())
     }
 
-    /// SIGTERMs criad and waits (bounded) for it to exit, then SIGKILLs it.
-    /// Returns whether it exited by itself in time.
-    pub fn stop(&mut self) -> Result<bool> {
+    /// SIGTERMs criad and waits (bounded, without blocking the async
+    /// runtime, so open client connections can see the server going away)
+    /// for it to exit, then SIGKILLs it. Returns whether it exited in time.
+    pub async fn stop(&mut self) -> Result<bool> {
         let Some(mut c) = self.child.take() else {
             return Ok(true);
         };
         kill(c.id() as i32, libc::SIGTERM);
-        let exited = wait_for(STOP_TIMEOUT, Duration::from_millis(20), || {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while c.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                c.wait()?;
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(true)
+    }
+
+    /// The synchronous stop of `Drop`: a client connection still open on a
+    /// blocked runtime would hold a graceful shutdown, so wait briefly only.
+    fn stop_blocking(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        kill(c.id() as i32, libc::SIGTERM);
+        if wait_for(DROP_STOP_TIMEOUT, Duration::from_millis(20), || {
             c.try_wait().ok().flatten()
         })
-        .is_some();
-        if !exited {
+        .is_none()
+        {
             let _ = c.kill();
         }
-        c.wait()?;
-        Ok(exited)
+        let _ = c.wait();
     }
 
     /// An ImageService client on this instance's socket.
@@ -275,7 +296,7 @@ impl Criad {
 
 impl Drop for Criad {
     fn drop(&mut self) {
-        let _ = self.stop();
+        self.stop_blocking();
         self.kill_leftover_processes();
         unmount_all_under(self.dir.path());
     }

@@ -52,6 +52,25 @@ pub fn wait_for<T>(
     }
 }
 
+/// `wait_for` for async tests: sleeps on the tokio timer, so tasks spawned on
+/// a current-thread runtime keep running while it waits.
+pub async fn wait_until<T>(
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// The cargo target dir this test binary was built into (`target/`), from
 /// the binary's own path `target/<profile>/deps/<test>`.
 pub fn target_dir() -> Result<PathBuf> {

@@ -140,3 +140,28 @@ fn umoci_applies_the_layers_fixture_as_the_oci_spec_says() {
         .iter()
         .any(|g| g.contains("hl/late") && g.contains("hl/late2")));
 }
+
+#[test]
+fn throttled_proxy_forwards_and_throttles() {
+    let reg = Registry::start().expect("registry");
+    let f = Fixture::get("busybox").expect("fixture");
+    f.push(&reg, "latest", "p/busybox:latest", &[])
+        .expect("push");
+    let layer = f.layer_digests("latest").expect("layers").remove(0);
+    let proxy = cria_tests::ThrottledProxy::start(reg.port(), 2_000_000).expect("proxy");
+    let url = format!("http://{}/v2/p/busybox/blobs/{layer}", proxy.host());
+    let t = std::time::Instant::now();
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "20", &url])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "GET through the proxy");
+    assert_eq!(cria_tests::store::sha256_digest(&out.stdout), layer);
+    let expected = out.stdout.len() as f64 / 2_000_000.0;
+    assert!(
+        t.elapsed().as_secs_f64() >= expected * 0.8,
+        "{:?} for {} bytes",
+        t.elapsed(),
+        out.stdout.len()
+    );
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cria_tests::client::{list_images, pull};
 use cria_tests::expect::ok;
-use cria_tests::host::wait_for;
+use cria_tests::host::wait_until;
 use cria_tests::store::{blob_digests, chain_ids, ingest_entries, snapshot_entries};
 use cria_tests::{Criad, CriadConfig, Fixture, Registry, ThrottledProxy};
 
@@ -99,8 +99,9 @@ async fn images_survive_graceful_restart_and_sigkill() {
     let mut c = criad.images().await.expect("client");
     let id = ok(pull(&mut c, &name, None).await, &criad);
 
+    drop(c); // close our connection; the shutdown must not depend on it, but be tidy
     assert!(
-        criad.stop().expect("stop"),
+        criad.stop().await.expect("stop"),
         "criad exits on SIGTERM in time"
     );
     assert!(
@@ -155,19 +156,25 @@ async fn sigkill_mid_pull_lists_nothing_and_the_next_pull_completes() {
     };
     // Wait (bounded) until a few MB of the big layer are in the ingest dir.
     let ingest = criad.root().join("content/ingest");
-    let streaming = wait_for(Duration::from_secs(60), Duration::from_millis(20), || {
+    let streaming = wait_until(Duration::from_secs(60), Duration::from_millis(20), || {
         let total: u64 = fs::read_dir(&ingest)
             .ok()?
             .filter_map(|e| e.ok()?.metadata().ok())
             .map(|m| m.len())
             .sum();
         (total > 4_000_000).then_some(())
-    });
-    assert!(
-        streaming.is_some(),
-        "the big layer never started streaming; log:\n{}",
-        criad.log()
-    );
+    })
+    .await;
+    if streaming.is_none() {
+        let done = pulling.is_finished();
+        let r = if done { Some(pulling.await) } else { None };
+        panic!(
+            "the big layer never streamed into {} (pull finished: {done}, result {r:?}); registry log:\n{}\ncriad log:\n{}",
+            ingest.display(),
+            reg.log(),
+            criad.log()
+        );
+    }
     criad.kill().expect("SIGKILL criad mid-pull");
     let r = pulling.await.expect("pull task");
     assert!(r.is_err(), "the interrupted pull cannot have succeeded");
