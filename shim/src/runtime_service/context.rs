@@ -118,19 +118,8 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| Status::internal(format!("blocking task failed: {e}")))
 }
 
-/// The gRPC status for a runtime error.
+/// The gRPC status for a runtime error (the mapping lives in
+/// `crate::error`, the one place where crate errors become statuses).
 pub(crate) fn runtime_status(err: RuntimeError) -> Status {
-    let msg = err.to_string();
-    match err {
-        RuntimeError::NotFound(_) => Status::not_found(msg),
-        RuntimeError::AlreadyExists(_) => Status::already_exists(msg),
-        RuntimeError::InvalidArgument { .. } => Status::invalid_argument(msg),
-        RuntimeError::InvalidState { .. } => Status::failed_precondition(msg),
-        RuntimeError::Timeout { .. } => Status::deadline_exceeded(msg),
-        RuntimeError::Unsupported(_) => Status::unimplemented(msg),
-        // A failed setup step (e.g. exec of a missing binary) is reported as
-        // Unknown, as other runtimes do; the message names step and path.
-        RuntimeError::Setup { .. } => Status::unknown(msg),
-        _ => Status::internal(msg),
-    }
+    Status::from(crate::error::ShimError::from(err))
 }
