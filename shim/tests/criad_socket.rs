@@ -1,0 +1,184 @@
+//! The real criad binary on a socket in a temp dir: a stale socket is
+//! replaced, the socket is 0600, a second criad on it is refused, the CRI
+//! and progress services answer, nothing is created outside root/state/socket,
+//! and SIGTERM stops it cleanly and removes the socket.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cria_proto::cria::v1alpha::WatchPullRequest;
+use cria_proto::v1;
+use cria_proto::{ImageServiceClient, PullProgressClient, RuntimeServiceClient};
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint};
+
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A criad child in `dir`, killed if the test fails half-way.
+struct Criad {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for Criad {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn criad_command(dir: &Path) -> Command {
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "log_level = \"debug\"\n").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_criad"));
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--root")
+        .arg(dir.join("root"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .arg("--socket")
+        .arg(dir.join("run/cria.sock"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+async fn connect(socket: &Path) -> Result<Channel, tonic::transport::Error> {
+    let socket = socket.to_path_buf();
+    // The URI is a placeholder: the connector always dials the socket.
+    Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+}
+
+async fn start(dir: &Path) -> Criad {
+    let log = std::fs::File::create(dir.join("criad.log")).unwrap();
+    let child = criad_command(dir).stderr(log).spawn().unwrap();
+    let mut criad = Criad {
+        child,
+        socket: dir.join("run/cria.sock"),
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = criad.child.try_wait().unwrap() {
+            panic!(
+                "criad exited early ({status}):\n{}",
+                std::fs::read_to_string(dir.join("criad.log")).unwrap_or_default()
+            );
+        }
+        if connect(&criad.socket).await.is_ok() {
+            return criad;
+        }
+        assert!(Instant::now() < deadline, "criad did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn criad_serves_on_a_private_socket_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/cria.sock");
+
+    // A socket file left by a crashed criad.
+    std::fs::create_dir(dir.path().join("run")).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let stale_ino = std::fs::metadata(&socket).unwrap().ino();
+
+    let mut criad = start(dir.path()).await;
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_ne!(meta.ino(), stale_ino, "the stale socket was replaced");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    for d in ["root", "state"] {
+        let mode = std::fs::metadata(dir.path().join(d)).unwrap().mode();
+        assert_eq!(mode & 0o777, 0o700, "{d}");
+    }
+
+    // The services answer.
+    let channel = connect(&socket).await.unwrap();
+    let version = RuntimeServiceClient::new(channel.clone())
+        .version(v1::VersionRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(version.runtime_name, "cria");
+    assert_eq!(version.runtime_api_version, "v1");
+    let mut images = ImageServiceClient::new(channel.clone());
+    let list = images
+        .list_images(v1::ListImagesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(list.images.is_empty());
+    let status = images
+        .image_status(v1::ImageStatusRequest {
+            image: Some(v1::ImageSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        status.image.is_none(),
+        "an unknown image is an empty answer"
+    );
+    let fs = images
+        .image_fs_info(v1::ImageFsInfoRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let usage = &fs.image_filesystems[0];
+    assert_eq!(
+        usage.fs_id.as_ref().unwrap().mountpoint,
+        dir.path().join("root").to_string_lossy()
+    );
+    assert!(usage.inodes_used.as_ref().unwrap().value > 0);
+    // An empty image is refused by the progress service, proving it is served.
+    let err = PullProgressClient::new(channel.clone())
+        .watch(WatchPullRequest {
+            image: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
+    // A second criad on the same socket refuses to start and leaves it alone.
+    let second = criad_command(dir.path()).output().unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("already running"), "{stderr}");
+    assert!(socket.exists());
+
+    // Nothing outside the given root, state and socket directories.
+    let mut top: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["config.toml", "criad.log", "root", "run", "state"]);
+
+    // SIGTERM: a clean exit that removes the socket.
+    drop(channel);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(criad.child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = criad.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "criad ignored SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert!(!socket.exists(), "the socket is removed on shutdown");
+}
