@@ -40,6 +40,20 @@ pub fn has_exited(status: &ContainerStatus) -> bool {
     status.state == ContainerState::ContainerExited as i32
 }
 
+/// How often to ask whether a container has exited.
+pub const EXIT_POLL: std::time::Duration = std::time::Duration::from_millis(150);
+
+/// Waits (as long as it runs; Ctrl-C ends cria) for the container to exit and returns its final status.
+pub async fn wait_exit(cri: &Cri, id: &str) -> Result<ContainerStatus, CliError> {
+    loop {
+        let status = container_status(cri, id).await?;
+        if has_exited(&status) {
+            return Ok(status);
+        }
+        tokio::time::sleep(EXIT_POLL).await;
+    }
+}
+
 /// Stops a container, giving it `grace_secs` before it is killed.
 pub async fn stop_container(cri: &Cri, id: &str, grace_secs: i64) -> Result<(), CliError> {
     let req = StopContainerRequest {

@@ -121,6 +121,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(commands::dispatch(&ctx, cli.command));
     match result {
         Ok(code) => ExitCode::from(code),
+        // The reader of our output went away (`| head`): nothing left to say.
+        Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let code = err
                 .downcast_ref::<CliError>()

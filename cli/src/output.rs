@@ -19,6 +19,27 @@ pub enum Format {
     Yaml,
 }
 
+/// Writes text to stdout; a closed pipe comes back as an error that `main` ends quietly on.
+pub fn print_text(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to stdout")
+}
+
+/// Writes one line to stdout (see [`print_text`]).
+pub fn print_line(line: impl std::fmt::Display) -> anyhow::Result<()> {
+    print_text(&format!("{line}\n"))
+}
+
+/// True when an error is stdout's reader having gone away (`cria images | head -1`).
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Prints `value` as JSON or YAML to stdout.
 pub fn print_structured<T: Serialize>(format: Format, value: &T) -> anyhow::Result<()> {
     let text = match format {

@@ -3,7 +3,7 @@
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
-use crate::Cli;
+use crate::{output, Cli};
 
 pub const EXAMPLES: &str = "Examples:
   cria completion bash > /etc/bash_completion.d/cria
@@ -21,6 +21,9 @@ pub struct CompletionArgs {
 /// Runs `cria completion`.
 pub fn run(args: CompletionArgs) -> anyhow::Result<u8> {
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "cria", &mut std::io::stdout());
+    // Into memory first: clap_complete panics when its writer fails (`| head`).
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "cria", &mut script);
+    output::print_text(&String::from_utf8_lossy(&script))?;
     Ok(0)
 }

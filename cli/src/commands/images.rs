@@ -100,7 +100,7 @@ pub async fn run(ctx: &Ctx, args: ImagesArgs) -> anyhow::Result<u8> {
         .images;
     if args.quiet {
         for img in &images {
-            println!("{}", img.id);
+            output::print_line(&img.id)?;
         }
         return Ok(0);
     }

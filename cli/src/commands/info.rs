@@ -55,7 +55,7 @@ pub async fn run(ctx: &Ctx, args: InfoArgs) -> anyhow::Result<u8> {
                 })
                 .collect();
             output::print_table(&["CONDITION", "STATUS", "REASON", "MESSAGE"], rows)?;
-            println!();
+            output::print_line("")?;
             output::print_structured(Format::Json, &views::info(&resp.info))?;
         }
         f => output::print_structured(

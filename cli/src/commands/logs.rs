@@ -47,7 +47,7 @@ pub struct StreamOpts {
 }
 
 /// How often an idle follower checks for new output and for the container's exit.
-const POLL: Duration = Duration::from_millis(150);
+const POLL: Duration = lifecycle::EXIT_POLL;
 
 /// Writes entries; `Ok(false)` when the reader went away (closed pipe), which ends output quietly.
 fn print(entries: &[Entry], timestamps: bool) -> anyhow::Result<bool> {

@@ -31,7 +31,7 @@ pub async fn run(ctx: &Ctx, args: PodsArgs) -> anyhow::Result<u8> {
     pods.sort_by_key(|p| std::cmp::Reverse(p.created_at));
     if args.quiet {
         for p in &pods {
-            println!("{}", p.id);
+            output::print_line(&p.id)?;
         }
         return Ok(0);
     }

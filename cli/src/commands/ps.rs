@@ -73,7 +73,7 @@ pub async fn run(ctx: &Ctx, args: PsArgs) -> anyhow::Result<u8> {
     containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));
     if args.quiet {
         for c in &containers {
-            println!("{}", c.id);
+            output::print_line(&c.id)?;
         }
         return Ok(0);
     }

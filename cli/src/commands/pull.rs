@@ -1,6 +1,5 @@
 //! `cria pull`: PullImage with per-layer progress, ending with the image id.
 
-use anyhow::Context;
 use clap::Args;
 use cria_proto::v1::{AuthConfig, ImageSpec, ImageStatusRequest, PullImageRequest};
 use tonic::Code;
@@ -145,8 +144,7 @@ pub async fn run(ctx: &Ctx, args: PullArgs) -> anyhow::Result<u8> {
     let id = pull_image(&cri, &args.image, auth, Target::Stdout)
         .await
         .map_err(anyhow::Error::from)?;
-    println!("{id}");
-    std::io::Write::flush(&mut std::io::stdout()).context("writing to stdout")?;
+    crate::output::print_line(&id)?;
     Ok(0)
 }
 

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use crate::{lifecycle, resolve, Ctx};
+use crate::{lifecycle, output, resolve, Ctx};
 
 pub const EXAMPLES: &str = "Examples:
   cria rm web
@@ -32,7 +32,7 @@ pub async fn run(ctx: &Ctx, args: RmArgs) -> anyhow::Result<u8> {
             Err(e) => Err(e),
         };
         match result {
-            Ok(()) => println!("{q}"),
+            Ok(()) => output::print_line(q)?,
             Err(e) => {
                 eprintln!("cria: error: {e}");
                 failed = true;

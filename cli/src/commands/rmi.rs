@@ -4,7 +4,7 @@ use clap::Args;
 use cria_proto::v1::{ImageSpec, ImageStatusRequest, RemoveImageRequest};
 
 use crate::error::CliError;
-use crate::Ctx;
+use crate::{output, Ctx};
 
 pub const EXAMPLES: &str = "Examples:
   cria rmi busybox
@@ -54,7 +54,7 @@ pub async fn run(ctx: &Ctx, args: RmiArgs) -> anyhow::Result<u8> {
             Err(e) => Err(e),
         };
         match result {
-            Ok(()) => println!("Deleted: {name}"),
+            Ok(()) => output::print_line(format!("Deleted: {name}"))?,
             Err(e @ (CliError::DaemonUnreachable { .. } | CliError::PermissionDenied { .. })) => {
                 return Err(e.into())
             }

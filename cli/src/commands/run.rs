@@ -21,7 +21,7 @@ use crate::error::CliError;
 use crate::lifecycle::{self, LOG_DIR_ANNOTATION, OWNER_LABEL};
 use crate::progress::Target;
 use crate::run_options::{self, Port, User, Volume, CPU_PERIOD_US};
-use crate::{humanize, resolve, Ctx};
+use crate::{humanize, output, resolve, Ctx};
 
 pub const EXAMPLES: &str = "Examples:
   cria run --rm busybox echo hello
@@ -393,7 +393,8 @@ async fn follow_to_exit(cri: &Cri, id: &str) -> anyhow::Result<u8> {
         ..StreamOpts::default()
     };
     logs::stream(cri, id, Path::new(&status.log_path), opts).await?;
-    let status = lifecycle::container_status(cri, id).await?;
+    // The stream also ends when our reader goes away (`| head`): the exit code still counts.
+    let status = lifecycle::wait_exit(cri, id).await?;
     if !status.reason.is_empty() && status.reason != "Completed" && status.reason != "Error" {
         eprintln!("cria: container exited: {}", status.reason);
     }
@@ -490,7 +491,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         }
     };
     if args.detach {
-        println!("{id}");
+        output::print_line(&id)?;
         return Ok(0);
     }
     let created = created.ok_or_else(|| anyhow::anyhow!("internal error: run lost its pod id"))?;

@@ -36,13 +36,14 @@ pub async fn run(ctx: &Ctx, args: VersionArgs) -> anyhow::Result<u8> {
         .await?;
     match args.output {
         Format::Table => {
-            println!("Client:");
-            println!("  Version:     {}", env!("CARGO_PKG_VERSION"));
-            println!("  CRI API:     {CRI_API_VERSION}");
-            println!("Server:");
-            println!("  Runtime:     {}", v.runtime_name);
-            println!("  Version:     {}", v.runtime_version);
-            println!("  CRI API:     {}", v.runtime_api_version);
+            output::print_text(&format!(
+                "Client:\n  Version:     {}\n  CRI API:     {CRI_API_VERSION}\n\
+                 Server:\n  Runtime:     {}\n  Version:     {}\n  CRI API:     {}\n",
+                env!("CARGO_PKG_VERSION"),
+                v.runtime_name,
+                v.runtime_version,
+                v.runtime_api_version
+            ))?;
         }
         f => output::print_structured(
             f,
