@@ -7,6 +7,7 @@
 
 use cria_image_store::{ImageError, UnpackError};
 use cria_overlay::OverlayError;
+use cria_runtime::RuntimeError;
 use tonic::{Code, Status};
 
 /// Every error a CRI handler in criad can end with.
@@ -18,6 +19,9 @@ pub enum ShimError {
     /// From snapshots and rootfs mounts.
     #[error(transparent)]
     Overlay(#[from] OverlayError),
+    /// From the container runtime (monitor, namespaces, cgroups, exec).
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
     /// The request itself is malformed (a required field is missing, …).
     #[error("{0}")]
     InvalidArgument(String),
@@ -48,6 +52,7 @@ impl ShimError {
         match self {
             ShimError::Image(e) => image_code(e),
             ShimError::Overlay(e) => overlay_code(e),
+            ShimError::Runtime(e) => runtime_code(e),
             ShimError::InvalidArgument(_) => Code::InvalidArgument,
             ShimError::Internal(_) | ShimError::Task { .. } => Code::Internal,
         }
@@ -118,6 +123,25 @@ fn unpack_code(e: &UnpackError) -> Code {
             Some(io) => io_code(io),
             None => Code::Internal,
         },
+    }
+}
+
+fn runtime_code(e: &RuntimeError) -> Code {
+    match e {
+        RuntimeError::NotFound(_) => Code::NotFound,
+        RuntimeError::AlreadyExists(_) => Code::AlreadyExists,
+        // The spec the shim built names a bad field: the request was wrong.
+        RuntimeError::InvalidArgument { .. } => Code::InvalidArgument,
+        // Start of a running container, exec in a stopped one, …
+        RuntimeError::InvalidState { .. } => Code::FailedPrecondition,
+        RuntimeError::Timeout { .. } => Code::DeadlineExceeded,
+        RuntimeError::Unsupported(_) => Code::Unimplemented,
+        // A setup step failed (e.g. exec of a missing binary, a mount of a
+        // missing path): as other runtimes report it, Unknown with a message
+        // naming the step and path; kubelet shows that message.
+        RuntimeError::Setup { .. } => Code::Unknown,
+        RuntimeError::Io { source, .. } => io_code(source),
+        RuntimeError::Sys { .. } | RuntimeError::Monitor { .. } => Code::Internal,
     }
 }
 
