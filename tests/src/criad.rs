@@ -87,7 +87,9 @@ const DROP_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 impl Criad {
     /// Starts criad with `config`, waiting (bounded) until its socket answers.
     pub async fn start(config: CriadConfig) -> Result<Criad> {
-        let dir = tempfile::Builder::new().prefix("cria-e2e-").tempdir()?;
+        // Short paths on purpose: the monitor's control socket lives at
+        // <state>/containers/<64 hex>/control.sock, and sun_path holds 107 bytes.
+        let dir = tempfile::Builder::new().prefix("c").tempdir()?;
         fs::create_dir_all(dir.path().join("certs.d"))?;
         fs::create_dir_all(dir.path().join("cni"))?;
         fs::create_dir_all(dir.path().join("logs"))?;
@@ -229,9 +231,9 @@ impl Criad {
         self.dir.path().join("root")
     }
 
-    /// `--state`.
+    /// `--state` (short, see `start`).
     pub fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.dir.path().join("s")
     }
 
     /// `--socket`.

@@ -10,6 +10,7 @@ pub mod criad;
 pub mod expect;
 pub mod fixtures;
 pub mod host;
+pub mod pod;
 pub mod registry;
 pub mod store;
 pub mod tree;
