@@ -54,6 +54,19 @@ fn validate(config: &PodSandboxConfig) -> Result<(), Status> {
             return Err(Status::invalid_argument(format!("{field} is empty")));
         }
     }
+    let parent = config
+        .linux
+        .as_ref()
+        .map(|l| l.cgroup_parent.as_str())
+        .unwrap_or_default();
+    if std::path::Path::new(parent)
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(Status::invalid_argument(format!(
+            "config.linux.cgroup_parent {parent:?} must not contain \"..\""
+        )));
+    }
     Ok(())
 }
 
@@ -197,6 +210,19 @@ mod tests {
         });
         let err = validate(&config).unwrap_err();
         assert!(err.message().contains("config.metadata.namespace"), "{err}");
+        if let Some(m) = config.metadata.as_mut() {
+            m.namespace = "n".into();
+        }
+        validate(&config).unwrap();
+        config.linux = Some(LinuxPodSandboxConfig {
+            cgroup_parent: "/kubepods/../../x".into(),
+            ..Default::default()
+        });
+        let err = validate(&config).unwrap_err();
+        assert!(
+            err.message().contains("config.linux.cgroup_parent"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -39,7 +39,13 @@ pub(crate) trait HostView: Send + Sync {
     /// A file of the image (e.g. `etc/passwd`) read under `rootfs`, refusing
     /// to follow symlinks so an image cannot make us read host files.
     fn image_file(&self, rootfs: &Path, relative: &str) -> Option<String>;
+    /// The lowest `oom_score_adj` a container can get: criad's own when it
+    /// lacks CAP_SYS_RESOURCE (the kernel refuses to go lower), else `None`.
+    fn min_oom_score_adj(&self) -> Option<i32>;
 }
+
+/// Capability number of CAP_SYS_RESOURCE (linux/capability.h).
+const CAP_SYS_RESOURCE: u32 = 24;
 
 /// The real host.
 pub(crate) struct RealHost;
@@ -90,6 +96,22 @@ impl HostView for RealHost {
             }
         }
         std::fs::read_to_string(path).ok()
+    }
+
+    fn min_oom_score_adj(&self) -> Option<i32> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let cap_eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())?;
+        if cap_eff & (1 << CAP_SYS_RESOURCE) != 0 {
+            return None;
+        }
+        std::fs::read_to_string("/proc/self/oom_score_adj")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 }
 

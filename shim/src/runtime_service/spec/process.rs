@@ -142,8 +142,20 @@ pub(super) fn build(
         )
         .no_new_privileges(security.no_new_privs);
     if oom_score_adj != 0 {
-        let adj = i32::try_from(oom_score_adj)
+        let mut adj = i32::try_from(oom_score_adj)
             .map_err(|_| SpecError::invalid("linux.resources.oom_score_adj", "out of range"))?;
+        // Without CAP_SYS_RESOURCE the kernel refuses a value below criad's
+        // own (kubelet asks -997 for Guaranteed pods): clamp, as containerd
+        // does with restrict_oom_score_adj, rather than fail every such pod.
+        if let Some(min) = input.host.min_oom_score_adj().filter(|m| adj < *m) {
+            tracing::debug!(
+                container = input.id,
+                asked = adj,
+                given = min,
+                "oom_score_adj clamped"
+            );
+            adj = min;
+        }
         builder = builder.oom_score_adj(adj);
     }
     Ok(builder.build()?)

@@ -17,6 +17,7 @@ struct FakeHost {
     paths: HashMap<PathBuf, PathKind>,
     mountinfo: String,
     image_files: HashMap<String, String>,
+    min_oom: Option<i32>,
 }
 
 impl HostView for FakeHost {
@@ -31,6 +32,9 @@ impl HostView for FakeHost {
     }
     fn image_file(&self, _rootfs: &Path, relative: &str) -> Option<String> {
         self.image_files.get(relative).cloned()
+    }
+    fn min_oom_score_adj(&self) -> Option<i32> {
+        self.min_oom
     }
 }
 
@@ -589,6 +593,24 @@ fn resources_translate_to_oci() {
         Some("30000000")
     );
     assert_eq!(s.process().as_ref().unwrap().oom_score_adj(), Some(500));
+    // Without CAP_SYS_RESOURCE a value below criad's own is clamped to it.
+    if let Some(r) = c.linux.as_mut().and_then(|l| l.resources.as_mut()) {
+        r.oom_score_adj = -997;
+    }
+    let host = FakeHost {
+        min_oom: Some(-500),
+        ..Default::default()
+    };
+    let s = spec_with(&c, &image(&[], &["sh"], &[], ""), &sandbox(), &host).unwrap();
+    assert_eq!(s.process().as_ref().unwrap().oom_score_adj(), Some(-500));
+    let s = spec_with(
+        &c,
+        &image(&[], &["sh"], &[], ""),
+        &sandbox(),
+        &FakeHost::default(),
+    )
+    .unwrap();
+    assert_eq!(s.process().as_ref().unwrap().oom_score_adj(), Some(-997));
 
     let neg = cri::LinuxContainerResources {
         cpu_shares: -1,
