@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use cria_proto::v1::{
     ContainerFilter, ContainerState, ContainerStatus, ContainerStatusRequest,
-    ListContainersRequest, PodSandboxStatusRequest, RemoveContainerRequest,
+    ListContainersRequest, PodSandboxMetadata, PodSandboxStatusRequest, RemoveContainerRequest,
     RemovePodSandboxRequest, StopContainerRequest, StopPodSandboxRequest,
 };
 
@@ -15,8 +15,23 @@ use crate::error::CliError;
 /// Label `cria run` puts on the pods and containers it creates, so `rm` knows it may remove the pod too.
 pub const OWNER_LABEL: &str = "io.cria.cli/run";
 
-/// Annotation on a `cria run` pod holding the log directory the CLI created for it.
-pub const LOG_DIR_ANNOTATION: &str = "io.cria.cli/log-directory";
+/// The namespace of the pods `cria run` makes.
+pub const POD_NAMESPACE: &str = "default";
+
+/// The log directory cria makes for a pod under `root`: `<namespace>_<name>_<uid>`, as kubelet
+/// names them. None when the metadata would not give one plain directory name, so a crafted
+/// pod name can never make `rm` delete anything outside `root`.
+pub fn pod_log_dir(root: &Path, meta: &PodSandboxMetadata) -> Option<PathBuf> {
+    let parts = [&meta.namespace, &meta.name, &meta.uid];
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || p.contains('/') || p.contains('\0'))
+    {
+        return None;
+    }
+    let name = format!("{}_{}_{}", meta.namespace, meta.name, meta.uid);
+    Some(root.join(name))
+}
 
 /// A container's current status.
 pub async fn container_status(cri: &Cri, id: &str) -> Result<ContainerStatus, CliError> {
@@ -102,6 +117,7 @@ pub async fn remove_container(
     id: &str,
     pod_id: &str,
     force: bool,
+    log_root: &Path,
 ) -> Result<(), CliError> {
     let status = container_status(cri, id).await?;
     if status.state == ContainerState::ContainerRunning as i32 {
@@ -120,11 +136,15 @@ pub async fn remove_container(
         }),
     )
     .await?;
-    remove_owned_pod_if_empty(cri, pod_id).await
+    remove_owned_pod_if_empty(cri, pod_id, log_root).await
 }
 
 /// Removes a pod made by `cria run` once it holds no containers.
-async fn remove_owned_pod_if_empty(cri: &Cri, pod_id: &str) -> Result<(), CliError> {
+async fn remove_owned_pod_if_empty(
+    cri: &Cri,
+    pod_id: &str,
+    log_root: &Path,
+) -> Result<(), CliError> {
     let pod = match cri
         .call(
             "pod status",
@@ -158,6 +178,32 @@ async fn remove_owned_pod_if_empty(cri: &Cri, pod_id: &str) -> Result<(), CliErr
     if !left.is_empty() {
         return Ok(());
     }
-    let log_dir = pod.annotations.get(LOG_DIR_ANNOTATION).map(PathBuf::from);
+    let log_dir = pod.metadata.as_ref().and_then(|m| pod_log_dir(log_root, m));
     remove_pod(cri, pod_id, log_dir.as_deref()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(ns: &str, name: &str, uid: &str) -> PodSandboxMetadata {
+        PodSandboxMetadata {
+            name: name.into(),
+            uid: uid.into(),
+            namespace: ns.into(),
+            attempt: 0,
+        }
+    }
+
+    #[test]
+    fn pod_log_dirs_stay_under_the_root() {
+        let root = Path::new("/var/log/cria/pods");
+        assert_eq!(
+            pod_log_dir(root, &meta("default", "web", "u-1")),
+            Some(PathBuf::from("/var/log/cria/pods/default_web_u-1"))
+        );
+        assert_eq!(pod_log_dir(root, &meta("default", "../../etc", "u")), None);
+        assert_eq!(pod_log_dir(root, &meta("default", "", "u")), None);
+        assert_eq!(pod_log_dir(root, &meta("a/b", "web", "u")), None);
+    }
 }

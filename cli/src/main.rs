@@ -52,6 +52,14 @@ pub struct Global {
     /// Time allowed to connect and for each request (pulls and exec are not limited): 10s, 2m, 30
     #[arg(long, global = true, default_value = "10s", value_parser = parse_timeout)]
     timeout: Duration,
+    /// Where `run` creates pod log directories (and `rm` removes them)
+    #[arg(
+        long,
+        global = true,
+        env = "CRIA_LOG_ROOT",
+        default_value = "/var/log/cria/pods"
+    )]
+    log_root: std::path::PathBuf,
     /// Log gRPC and internal steps to stderr
     #[arg(long, global = true)]
     debug: bool,
@@ -86,6 +94,11 @@ impl Ctx {
         let path = parse_endpoint(&self.global.endpoint)?;
         tracing::debug!(socket = %path.display(), "connecting");
         Cri::connect(&path, self.global.timeout).await
+    }
+
+    /// The directory holding the pod log directories `cria run` makes.
+    pub fn log_root(&self) -> &std::path::Path {
+        &self.global.log_root
     }
 }
 

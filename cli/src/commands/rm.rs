@@ -28,7 +28,16 @@ pub async fn run(ctx: &Ctx, args: RmArgs) -> anyhow::Result<u8> {
     let mut failed = false;
     for q in &args.containers {
         let result = match resolve::container(&cri, q).await {
-            Ok(c) => lifecycle::remove_container(&cri, &c.id, &c.pod_sandbox_id, args.force).await,
+            Ok(c) => {
+                lifecycle::remove_container(
+                    &cri,
+                    &c.id,
+                    &c.pod_sandbox_id,
+                    args.force,
+                    ctx.log_root(),
+                )
+                .await
+            }
             Err(e) => Err(e),
         };
         match result {

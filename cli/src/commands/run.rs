@@ -18,7 +18,7 @@ use crate::client::Cri;
 use crate::commands::logs::{self, StreamOpts};
 use crate::commands::pull;
 use crate::error::CliError;
-use crate::lifecycle::{self, LOG_DIR_ANNOTATION, OWNER_LABEL};
+use crate::lifecycle::{self, OWNER_LABEL, POD_NAMESPACE};
 use crate::progress::Target;
 use crate::run_options::{self, Port, User, Volume, CPU_PERIOD_US};
 use crate::{humanize, output, resolve, Ctx};
@@ -83,9 +83,6 @@ pub struct RunArgs {
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     read_only: bool,
-    /// Directory under which pod log directories are created
-    #[arg(long, env = "CRIA_LOG_ROOT", default_value = "/var/log/cria/pods")]
-    log_root: PathBuf,
     /// Image to run
     image: String,
     /// Command and arguments (default: the image's)
@@ -151,24 +148,16 @@ fn namespaces(host_net: bool) -> NamespaceOption {
 }
 
 /// The pod sandbox config for one `cria run`.
-fn pod_config(args: &RunArgs, name: &str, uid: &str, log_dir: &Path) -> PodSandboxConfig {
+fn pod_config(args: &RunArgs, metadata: PodSandboxMetadata, log_dir: &Path) -> PodSandboxConfig {
     let labels = HashMap::from([(OWNER_LABEL.to_string(), "true".to_string())]);
-    let annotations = HashMap::from([(
-        LOG_DIR_ANNOTATION.to_string(),
-        log_dir.display().to_string(),
-    )]);
+    let name = metadata.name.clone();
     PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.to_string(),
-            uid: uid.to_string(),
-            namespace: "default".to_string(),
-            attempt: 0,
-        }),
+        metadata: Some(metadata),
         // A host-network pod shares the node's UTS namespace too: it cannot have its own hostname.
         hostname: if args.net == "host" {
             String::new()
         } else {
-            sanitize_name(name)
+            sanitize_name(&name)
         },
         log_directory: log_dir.display().to_string(),
         port_mappings: args
@@ -182,7 +171,6 @@ fn pod_config(args: &RunArgs, name: &str, uid: &str, log_dir: &Path) -> PodSandb
             })
             .collect(),
         labels,
-        annotations,
         linux: Some(LinuxPodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
                 namespace_options: Some(namespaces(args.net == "host")),
@@ -294,13 +282,16 @@ struct Created {
     pod_id: String,
     container_id: Option<String>,
     log_dir: PathBuf,
+    log_root: PathBuf,
 }
 
 impl Created {
     /// Removes the container and the pod (best effort, reports problems on stderr).
     async fn remove(&self, cri: &Cri) {
         if let Some(id) = &self.container_id {
-            if let Err(e) = lifecycle::remove_container(cri, id, &self.pod_id, true).await {
+            if let Err(e) =
+                lifecycle::remove_container(cri, id, &self.pod_id, true, &self.log_root).await
+            {
                 eprintln!(
                     "cria: warning: removing container {}: {e}",
                     humanize::short_id(id)
@@ -330,15 +321,23 @@ async fn create_and_start(
     args: &RunArgs,
     name: &str,
     image_id: &str,
+    log_root: &Path,
     created: &mut Option<Created>,
 ) -> anyhow::Result<String> {
-    let uid = uuid::Uuid::new_v4().to_string();
-    let log_dir = args.log_root.join(format!("default_{name}_{uid}"));
+    let metadata = PodSandboxMetadata {
+        name: name.to_string(),
+        uid: uuid::Uuid::new_v4().to_string(),
+        namespace: POD_NAMESPACE.to_string(),
+        attempt: 0,
+    };
+    // check_name and the generated names never hold a '/', so this always gives a directory.
+    let log_dir = lifecycle::pod_log_dir(log_root, &metadata)
+        .ok_or_else(|| CliError::Usage(format!("invalid pod name {name:?}")))?;
     // kubelet creates pod log directories, not the runtime; as the client we do the same.
     std::fs::create_dir_all(&log_dir).map_err(|e| {
         anyhow::anyhow!("cannot create pod log directory {}: {e}", log_dir.display())
     })?;
-    let config = pod_config(args, name, &uid, &log_dir);
+    let config = pod_config(args, metadata, &log_dir);
     let pod = cri
         .call_long(
             "run pod",
@@ -359,6 +358,7 @@ async fn create_and_start(
         pod_id: pod_id.clone(),
         container_id: None,
         log_dir,
+        log_root: log_root.to_path_buf(),
     });
     let container_id = cri
         .call_long(
@@ -480,16 +480,17 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
     }
     let image_id = ensure_image(&cri, &args.image).await?;
     let mut created = None;
-    let id = match create_and_start(&cri, &args, &name, &image_id, &mut created).await {
-        Ok(id) => id,
-        Err(e) => {
-            // Nothing half-made stays behind: a failed run leaves no pod or container.
-            if let Some(c) = &created {
-                c.remove(&cri).await;
+    let id =
+        match create_and_start(&cri, &args, &name, &image_id, ctx.log_root(), &mut created).await {
+            Ok(id) => id,
+            Err(e) => {
+                // Nothing half-made stays behind: a failed run leaves no pod or container.
+                if let Some(c) = &created {
+                    c.remove(&cri).await;
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
-    };
+        };
     if args.detach {
         output::print_line(&id)?;
         return Ok(0);
@@ -519,6 +520,15 @@ mod tests {
         Wrapper::try_parse_from(all)
             .expect("valid run arguments")
             .run
+    }
+
+    fn meta(name: &str) -> PodSandboxMetadata {
+        PodSandboxMetadata {
+            name: name.into(),
+            uid: "u".into(),
+            namespace: POD_NAMESPACE.into(),
+            attempt: 0,
+        }
     }
 
     #[test]
@@ -573,7 +583,7 @@ mod tests {
     #[test]
     fn pod_config_for_host_network_and_ports() {
         let a = parse(&["--net", "host", "-p", "8080:80/udp", "busybox"]);
-        let p = pod_config(&a, "Web_1", "u", Path::new("/logs/x"));
+        let p = pod_config(&a, meta("Web_1"), Path::new("/logs/x"));
         let ns = p
             .linux
             .unwrap()
@@ -593,7 +603,7 @@ mod tests {
     fn pod_hostname_from_name() {
         let a = parse(&["busybox"]);
         assert_eq!(
-            pod_config(&a, "Web_1", "u", Path::new("/l")).hostname,
+            pod_config(&a, meta("Web_1"), Path::new("/l")).hostname,
             "web-1"
         );
     }
