@@ -149,6 +149,20 @@ async fn pull_shows_layer_progress_and_ends_with_the_image_id() {
     );
     let ids = ok(env.cria(&["images", "-q"]), "cria images -q");
     assert_eq!(ids.trim(), config);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(env.cria(&["inspect", &image]), "inspect image")).expect("json");
+    assert_eq!(inspect["kind"], "image");
+    assert_eq!(inspect["status"]["id"], config);
+
+    // rmi removes it; a second rmi says there is no such image.
+    assert_eq!(
+        ok(env.cria(&["rmi", &image]), "rmi"),
+        format!("Deleted: {image}\n")
+    );
+    assert_eq!(ok(env.cria(&["images", "-q"]), "images -q"), "");
+    let again = env.cria(&["rmi", &image]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains(&format!("no such image: {image}")));
 }
 
 #[tokio::test]
@@ -297,7 +311,13 @@ async fn exec_and_logs_follow() {
     let tail = ok(env.cria(&["logs", "--tail", "1", "counter"]), "logs --tail");
     assert_eq!(tail, "n3\n");
 
-    ok(env.cria(&["rm", "-f", "box", "counter"]), "cria rm -f");
+    // stop, then the exited container shows its status and can be removed without -f.
+    assert_eq!(ok(env.cria(&["stop", "-t", "1", "box"]), "stop"), "box\n");
+    let ps = ok(env.cria(&["ps", "-a"]), "ps -a");
+    let row = ps.lines().find(|l| l.contains(" box ")).unwrap_or_default();
+    assert!(row.contains("Exited ("), "{ps}");
+    assert_eq!(ok(env.cria(&["ps", "-q"]), "ps -q"), "", "nothing running");
+    ok(env.cria(&["rm", "box", "counter"]), "cria rm");
     assert_eq!(env.leftovers().await, (0, 0));
 }
 
