@@ -142,6 +142,13 @@ pub fn v1_writes(r: &LinuxResources) -> Result<Vec<Write1>, RuntimeError> {
         };
         out.push(w("devices", file, d.to_string()));
     }
+    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        // The devices every container gets (runc's allow list): without
+        // them a "deny all" spec could not even create /dev/null.
+        for rule in DEFAULT_DEVICE_RULES {
+            out.push(w("devices", "devices.allow", *rule));
+        }
+    }
     if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(invalid(
             "linux.resources.unified",
@@ -150,6 +157,22 @@ pub fn v1_writes(r: &LinuxResources) -> Result<Vec<Write1>, RuntimeError> {
     }
     Ok(out)
 }
+
+/// Device cgroup rules always allowed: mknod of any node, and use of the
+/// standard devices (null, zero, full, random, urandom, tty, console, ptmx, pts).
+pub const DEFAULT_DEVICE_RULES: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
 
 fn pids_value(limit: i64) -> String {
     if limit <= 0 {
@@ -783,6 +806,7 @@ mod tests {
         let ws = v1_writes(&r).unwrap();
         assert_eq!(ws[0], w("devices", "devices.deny", "a *:* rwm"));
         assert_eq!(ws[1], w("devices", "devices.allow", "c 1:3 rwm"));
+        assert!(ws[2..].iter().any(|x| x.value == "c 136:* rwm"));
     }
 
     #[test]

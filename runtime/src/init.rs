@@ -437,8 +437,13 @@ pub(crate) fn set_user_and_caps(p: &Process) -> Result<(), StepError> {
     caps::set(None, CapSet::Effective, &effective).map_err(|e| cap_err("effective", e))?;
     caps::set(None, CapSet::Permitted, &permitted).map_err(|e| cap_err("permitted", e))?;
     caps::clear(None, CapSet::Ambient).ok();
+    // The kernel only allows ambient caps that are permitted and
+    // inheritable; like runc, others are skipped rather than fatal
+    // (`runc spec` itself asks for ambient caps without inheritable ones).
     for cap in ambient {
-        caps::raise(None, CapSet::Ambient, cap).map_err(|e| cap_err("ambient", e))?;
+        if permitted.contains(&cap) && inheritable.contains(&cap) {
+            caps::raise(None, CapSet::Ambient, cap).map_err(|e| cap_err("ambient", e))?;
+        }
     }
     Ok(())
 }
