@@ -55,7 +55,10 @@ impl Cri {
                 async move { UnixStream::connect(path).await.map(TokioIo::new) }
             }))
             .await
-            .map_err(|e| CliError::from_connect(socket, &e))?;
+            .map_err(|e| {
+                tracing::debug!(error = %crate::error::error_chain(&e), "connect failed");
+                CliError::from_connect(socket, &e)
+            })?;
         Ok(Cri {
             channel,
             socket: socket.to_path_buf(),
