@@ -48,10 +48,10 @@ pub(crate) async fn exec_sync(
     if out.timed_out {
         // kubelet turns DeadlineExceeded into a probe timeout.
         return Err(Status::deadline_exceeded(format!(
-            "command {:?} in container {} timed out after {}s",
+            "timeout {}s exceeded: command {:?} in container {} was killed",
+            timeout.as_secs(),
             req.cmd,
-            record.id,
-            timeout.as_secs()
+            record.id
         )));
     }
     Ok(ExecSyncResponse {
