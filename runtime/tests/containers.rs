@@ -422,3 +422,127 @@ fn survives_killing_the_caller() {
     f.rt.kill(&f.id, libc::SIGKILL, true).unwrap();
     assert_eq!(f.rt.wait(&f.id, T).unwrap().exit_code, Some(137));
 }
+
+#[test]
+fn tty_output_is_logged_as_stdout() {
+    let f = Fixture::new("tty");
+    let mut spec = f.spec(&[
+        "sh",
+        "-c",
+        "echo on-tty; echo also >&2; [ -t 1 ] && echo is-a-tty",
+    ]);
+    let mut p = spec.process().clone().unwrap();
+    p.set_terminal(Some(true));
+    spec.set_process(Some(p));
+    let mut req = f.request(&spec);
+    req.tty = true;
+    f.rt.create(&req).unwrap();
+    f.rt.start(&f.id).unwrap();
+    assert_eq!(
+        f.rt.wait(&f.id, T).unwrap().exit_code,
+        Some(0),
+        "{}",
+        f.log()
+    );
+    let out: Vec<String> = f
+        .log_lines("stdout")
+        .into_iter()
+        .map(|(_, s)| s.trim_end_matches('\r').to_string())
+        .collect();
+    assert_eq!(out, vec!["on-tty", "also", "is-a-tty"]);
+    assert!(f.log_lines("stderr").is_empty());
+}
+
+#[test]
+fn update_resources_reaches_the_live_cgroup() {
+    let f = Fixture::new("update");
+    let spec = f.spec(&["sleep", "1000"]);
+    f.rt.create(&f.request(&spec)).unwrap();
+    f.rt.start(&f.id).unwrap();
+    let res = LinuxResourcesBuilder::default()
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(48i64 << 20)
+                .build()
+                .unwrap(),
+        )
+        .pids(
+            oci_spec::runtime::LinuxPidsBuilder::default()
+                .limit(20i64)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    f.rt.update_resources(&f.id, &res).unwrap();
+    let limit =
+        std::fs::read_to_string(f.memory_cgroup_dir().join("memory.limit_in_bytes")).unwrap();
+    assert_eq!(limit.trim(), (48u64 << 20).to_string());
+    let pids = std::path::Path::new("/sys/fs/cgroup/pids")
+        .join(f.cgroup_path().trim_start_matches('/'))
+        .join("pids.max");
+    assert_eq!(std::fs::read_to_string(pids).unwrap().trim(), "20");
+    assert!(f.rt.stats(&f.id).unwrap().pids_current >= 1);
+    f.rt.delete(&f.id, true).unwrap();
+    assert!(!f.memory_cgroup_dir().exists());
+}
+
+#[test]
+fn created_container_can_be_deleted_without_starting() {
+    let f = Fixture::new("created");
+    let spec = f.spec(&["sleep", "1000"]);
+    let c = f.rt.create(&f.request(&spec)).unwrap();
+    let st = f.rt.state(&f.id).unwrap();
+    assert_eq!(st.status, Status::Created);
+    assert_eq!(st.pid, c.pid);
+    assert_eq!(f.rt.list().unwrap(), vec![f.id.clone()]);
+    // The process waits in its cgroup, not yet exec'd.
+    let procs = std::fs::read_to_string(f.memory_cgroup_dir().join("cgroup.procs")).unwrap();
+    assert_eq!(procs.trim(), c.pid.to_string());
+    f.rt.delete(&f.id, false).unwrap();
+    assert!(f.rt.list().unwrap().is_empty());
+    assert!(!f.memory_cgroup_dir().exists());
+    assert!(wait_until(
+        Duration::from_secs(2),
+        || !std::path::Path::new(&format!("/proc/{}", c.pid)).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", c.pid))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true)
+    ));
+    assert!(matches!(f.rt.start(&f.id), Err(RuntimeError::NotFound(_))));
+}
+
+#[test]
+fn bind_mount_through_image_symlink_stays_in_rootfs() {
+    let f = Fixture::new("symlink");
+    let host_dir = f.tmp.path().join("hostvol");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("file"), "from-volume").unwrap();
+    // The image has /data -> /etc: the volume must land on <rootfs>/etc.
+    std::os::unix::fs::symlink("/etc", f.rootfs.join("data")).unwrap();
+    let mut spec = f.spec(&["cat", "/etc/file"]);
+    let mut mounts = spec.mounts().clone().unwrap();
+    mounts.push(
+        oci_spec::runtime::MountBuilder::default()
+            .destination("/data")
+            .typ("bind")
+            .source(&host_dir)
+            .options(vec!["rbind".into(), "ro".into()])
+            .build()
+            .unwrap(),
+    );
+    spec.set_mounts(Some(mounts));
+    f.rt.create(&f.request(&spec)).unwrap();
+    f.rt.start(&f.id).unwrap();
+    assert_eq!(
+        f.rt.wait(&f.id, T).unwrap().exit_code,
+        Some(0),
+        "{}",
+        f.log()
+    );
+    assert_eq!(
+        f.log_lines("stdout"),
+        vec![("P".into(), "from-volume".into())]
+    );
+    assert!(!std::path::Path::new("/etc/file").exists());
+}
