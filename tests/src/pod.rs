@@ -81,7 +81,14 @@ impl PodEnv {
             linux: Some(v1::LinuxPodSandboxConfig {
                 cgroup_parent: self.criad.cgroup_parent(),
                 security_context: Some(v1::LinuxSandboxSecurityContext {
-                    namespace_options: Some(v1::NamespaceOption::default()),
+                    // As kubelet sends it without shareProcessNamespace:
+                    // pod network and IPC, a PID namespace per container.
+                    namespace_options: Some(v1::NamespaceOption {
+                        network: v1::NamespaceMode::Pod as i32,
+                        pid: v1::NamespaceMode::Container as i32,
+                        ipc: v1::NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
                 ..Default::default()
