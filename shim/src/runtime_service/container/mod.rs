@@ -129,6 +129,11 @@ pub(crate) fn apply_final_state(record: &mut ContainerRecord, state: &ContainerS
                     record.started_at = system_time_ns(t);
                 }
             }
+            // Our own clock read for the start may come after the runtime's
+            // finish time of a container that exited at once.
+            if record.started_at > record.finished_at {
+                record.started_at = record.finished_at;
+            }
             record.reason = exit_reason(code, state.oom_killed).to_string();
             record.message = state.message.clone().unwrap_or_default();
             true

@@ -1,7 +1,7 @@
 //! StartContainer: Created → Running, then watch for its exit.
 
 use super::{emit, exit_watch, record_exit};
-use crate::runtime_service::context::{blocking, now_ns, runtime_status};
+use crate::runtime_service::context::{blocking, now_ns, runtime_status, system_time_ns};
 use crate::runtime_service::store::container::ContainerPhase;
 use crate::runtime_service::RuntimeContext;
 use cria_proto::v1::ContainerEventType;
@@ -27,18 +27,25 @@ pub(crate) async fn start(ctx: &Arc<RuntimeContext>, id: &str) -> Result<(), Sta
         (result, rt_ctx.runtime.state(&cid))
     })
     .await?;
-    match started {
-        (Ok(()), _) => {}
+    let state = match started {
+        (Ok(()), state) => state.ok(),
         (Err(e), state) => {
             if let Ok(state) = state {
                 record_exit(ctx, &entry, &state)?;
             }
             return Err(runtime_status(e));
         }
-    }
+    };
+    // The runtime's own start time: a short-lived container may already have
+    // exited, and its finish time must not precede its start.
+    let started_at = state
+        .as_ref()
+        .and_then(|s| s.started_at)
+        .map(system_time_ns)
+        .unwrap_or_else(now_ns);
     let record = entry.update(|r| {
         r.phase = ContainerPhase::Running;
-        r.started_at = now_ns();
+        r.started_at = started_at;
     })?;
     emit(ctx, &record, ContainerEventType::ContainerStartedEvent);
     exit_watch::watch(ctx.clone(), record.id.clone());
