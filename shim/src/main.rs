@@ -1,5 +1,6 @@
 //! `criad`: cria's CRI v1 daemon.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -40,7 +41,8 @@ fn main() -> std::process::ExitCode {
     match start(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("criad: {}", one_line(&e));
+            // Not eprintln!: it panics when stderr is closed.
+            let _ = writeln!(std::io::stderr(), "criad: {}", one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -87,9 +89,13 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
     // Validated by Config::load; this only fails on a bug.
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .with_context(|| format!("log level {:?}", config.log_level))?;
+    // A closed stderr (its reader gone) must not bring criad down: without
+    // this, the subscriber reports the failed write with eprintln!, which
+    // panics on the same closed stderr.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match config.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
