@@ -15,6 +15,7 @@
 pub mod cgroup;
 mod container;
 mod error;
+pub mod exec_stream;
 mod init;
 pub mod log;
 pub mod monitor;

@@ -7,7 +7,8 @@
 //!   container, prints one JSON result line on stdout, then runs the event
 //!   loop until the container exits.
 //! - `exec DIR`: joins the running container (namespaces, cgroup), forks,
-//!   sets user/caps and execs the OCI `Process` read as JSON from stdin;
+//!   sets user/caps and execs the OCI `Process` read as JSON from stdin
+//!   (or, for an interactive exec, from the environment: `exec_stream.rs`);
 //!   stdout/stderr are the caller's pipes; exits with the process's code.
 //! - `sandbox JSON`: pins a pod's namespaces (see `sandbox.rs`).
 //!
@@ -736,12 +737,16 @@ fn exec_in(dir: &Path) -> Result<i32, String> {
     if st.status != Status::Running {
         return Err(format!("container {} is {}", st.id, st.status));
     }
-    let mut json = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut json)
-        .map_err(|e| err("read process", e))?;
-    let process: oci_spec::runtime::Process =
-        serde_json::from_slice(&json).map_err(|e| err("parse process", e))?;
+    let process: oci_spec::runtime::Process = match crate::exec_stream::process_from_env() {
+        Some(p) => p?,
+        None => {
+            let mut json = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut json)
+                .map_err(|e| err("read process", e))?;
+            serde_json::from_slice(&json).map_err(|e| err("parse process", e))?
+        }
+    };
     // Open every namespace first (the pid's /proc goes away after setns mnt).
     let mut nss = Vec::new();
     for (name, flag) in NS_ORDER {
@@ -793,6 +798,7 @@ fn exec_in(dir: &Path) -> Result<i32, String> {
 }
 
 fn exec_child(p: &oci_spec::runtime::Process) -> Result<std::convert::Infallible, String> {
+    crate::exec_stream::take_terminal()?;
     init::set_user_and_caps(p)?;
     // Dies with its parent (the helper the library kills on timeout); set
     // after setuid, which clears it.
