@@ -28,6 +28,8 @@ use crate::unpack::{Chunk, TeeReader};
 const CONFIG_LIMIT: u64 = 64 * 1024 * 1024;
 /// Chunks buffered between the download and the unpacker.
 const CHUNK_QUEUE: usize = 16;
+/// Progress is reported each time this many more bytes arrived (and at the end).
+const PROGRESS_STEP: u64 = 256 * 1024;
 
 /// Blobs a pull is using, kept from blob GC until the pull ends.
 struct Pins {
@@ -406,6 +408,7 @@ impl Inner {
 
         let mut stream = resp.bytes_stream();
         let mut done = 0u64;
+        let mut reported = 0u64;
         let mut cancel = job.cancel.clone();
         loop {
             let next: Option<Chunk> = tokio::select! {
@@ -424,7 +427,10 @@ impl Inner {
                 // The consumer stopped (it failed) or the download did.
                 break;
             }
-            report(done, false);
+            if done - reported >= PROGRESS_STEP {
+                reported = done;
+                report(done, false);
+            }
         }
         drop(tx);
         consumer.await.map_err(|e| join_error(&layer.digest, e))?
