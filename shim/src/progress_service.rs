@@ -212,6 +212,13 @@ impl PullProgressHub {
         }
     }
 
+    /// Ends every watch (criad is shutting down): dropping the channels
+    /// closes the watchers' streams, so they do not hold up the graceful
+    /// shutdown. Pulls still running carry on without an audience.
+    pub fn close(&self) {
+        self.lock().clear();
+    }
+
     /// How many references have pulls or watchers (for tests).
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -397,6 +404,22 @@ mod tests {
         let done = events[events.len() - 2].layer.as_ref().unwrap();
         assert_eq!(done.state, LayerState::Done as i32);
         assert_eq!(done.downloaded_bytes, 1001);
+    }
+
+    #[tokio::test]
+    async fn close_ends_every_watch() {
+        let hub = Arc::new(PullProgressHub::new());
+        let tracker = hub.begin("busybox");
+        tracker.progress_fn()(&progress("sha256:a", 1, 10, false));
+        let watch = hub.watch("busybox");
+        hub.close();
+        let events = collect(watch).await;
+        // The backlog, then the end, with no `finished` event.
+        assert_eq!(events.len(), 1);
+        assert!(events[0].finished.is_none());
+        // The pull may still report; nothing breaks.
+        tracker.progress_fn()(&progress("sha256:a", 2, 10, false));
+        tracker.finish(Ok("sha256:id".to_string()));
     }
 
     #[tokio::test]

@@ -144,6 +144,8 @@ pub async fn serve(
         None => {
             tracing::info!("shutting down: no new calls, finishing in-flight ones");
             let _ = stop_tx.send(());
+            // Progress watches would otherwise run until the grace period ends.
+            daemon.pulls.close();
             match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
                 Ok(joined) => joined,
                 Err(_) => {

@@ -167,8 +167,18 @@ async fn criad_serves_on_a_private_socket_and_stops_cleanly() {
     top.sort();
     assert_eq!(top, ["config.toml", "criad.log", "root", "run", "state"]);
 
-    // SIGTERM: a clean exit that removes the socket.
-    drop(channel);
+    // A progress watch waits for a pull that never comes: a long-lived
+    // stream that must not hold up the shutdown.
+    let mut watch = PullProgressClient::new(channel.clone())
+        .watch(WatchPullRequest {
+            image: "busybox".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // SIGTERM: a prompt, clean exit that removes the socket.
+    let stopping = Instant::now();
     let pid = nix::unistd::Pid::from_raw(i32::try_from(criad.child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -180,5 +190,15 @@ async fn criad_serves_on_a_private_socket_and_stops_cleanly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?} for the open watch",
+        stopping.elapsed()
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), watch.message()).await;
+    assert!(
+        matches!(end, Ok(Ok(None)) | Ok(Err(_))),
+        "the watch ended with the daemon: {end:?}"
+    );
     assert!(!socket.exists(), "the socket is removed on shutdown");
 }
