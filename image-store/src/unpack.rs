@@ -178,6 +178,27 @@ mod tests {
     }
 
     #[test]
+    fn download_error_ends_the_stream_with_that_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cs = ContentStore::open(dir.path()).unwrap();
+        let digest = sha256_digest(b"abcdef");
+        let rx = feed(vec![
+            Ok(Bytes::from_static(b"abc")),
+            Err(ImageError::Registry {
+                registry: "r".into(),
+                detail: "connection reset".into(),
+            }),
+        ]);
+        let mut r = TeeReader::new(rx, cs.ingest(&digest, Some(6)).unwrap());
+        let mut out = Vec::new();
+        let err = r.read_to_end(&mut out).unwrap_err();
+        assert!(err.to_string().contains("connection reset"), "{err}");
+        assert!(matches!(r.take_error(), Some(ImageError::Registry { .. })));
+        assert!(!cs.contains(&digest));
+        assert_eq!(cs.ingest_count(), 0);
+    }
+
+    #[test]
     fn finish_drains_what_the_unpacker_left() {
         let dir = tempfile::tempdir().unwrap();
         let cs = ContentStore::open(dir.path()).unwrap();

@@ -247,7 +247,6 @@ impl RegistryClient {
             if let Ok(v) = accept.parse() {
                 headers.insert(ACCEPT, v);
             }
-            let mut used_token = false;
             let fixed_token = creds
                 .as_ref()
                 .map(|c| c.registry_token.clone())
@@ -267,9 +266,7 @@ impl RegistryClient {
                     }
                 })
                 .await?;
-            if token.is_some() {
-                used_token = true;
-            }
+            let used_token = token.is_some();
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && !tried_auth {
                 tried_auth = true;
