@@ -216,6 +216,66 @@ impl Registry {
         Ok(serde_json::from_str(&body)?)
     }
 
+    /// Uploads `data` as a blob of `repo` over the distribution API (POST +
+    /// PUT); returns its digest. For documents skopeo would refuse to copy.
+    pub fn put_blob(&self, repo: &str, data: &[u8]) -> Result<String> {
+        let digest = crate::store::sha256_digest(data);
+        let headers = run_stdout(
+            self.curl()
+                .args(["-sf", "-X", "POST", "-o", "/dev/null", "-D", "-"])
+                .arg(format!("{}/v2/{repo}/blobs/uploads/", self.url())),
+        )?;
+        let location = headers
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("location")
+                    .then(|| v.trim().to_owned())
+            })
+            .context("upload has no Location")?;
+        let location = if location.starts_with("http") {
+            location
+        } else {
+            format!("{}{location}", self.url())
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let file = tempfile::NamedTempFile::new()?;
+        fs::write(file.path(), data)?;
+        run(self
+            .curl()
+            .args([
+                "-sf",
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", file.path().display()))
+            .arg(format!("{location}{sep}digest={digest}")))?;
+        Ok(digest)
+    }
+
+    /// Uploads a manifest document under `repo:reference` with `media_type`.
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        doc: &[u8],
+    ) -> Result<String> {
+        let file = tempfile::NamedTempFile::new()?;
+        fs::write(file.path(), doc)?;
+        run(self
+            .curl()
+            .args(["-sf", "-X", "PUT", "-H"])
+            .arg(format!("Content-Type: {media_type}"))
+            .arg("--data-binary")
+            .arg(format!("@{}", file.path().display()))
+            .arg(format!("{}/v2/{repo}/manifests/{reference}", self.url())))?;
+        Ok(crate::store::sha256_digest(doc))
+    }
+
     /// curl with this registry's CA, credentials and the manifest media types.
     fn curl(&self) -> Command {
         let mut c = Command::new("curl");
