@@ -11,3 +11,4 @@ pub mod layer_unpacker;
 pub mod progress_service;
 pub mod runtime_service;
 pub mod server;
+pub mod streaming_backend;

@@ -118,6 +118,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let daemon = Arc::new(Daemon::open(config)?);
     let runtime = RuntimeServiceImpl::new(daemon.runtime.clone());
     runtime.recover().await;
+    cria_shim::streaming_backend::start(&daemon.runtime, &daemon.config.streaming).await?;
     let listener = server::bind(&socket)?;
     server::serve(daemon, runtime, listener, &socket, shutdown_signal()?).await?;
     tracing::info!("criad stopped");

@@ -41,6 +41,8 @@ pub struct RuntimeContext {
     pub(crate) host: Arc<dyn HostView>,
     /// Pod CIDR from UpdateRuntimeConfig, offered to CNI plugins.
     pub(crate) pod_cidr: Mutex<String>,
+    /// The streaming server (exec/attach/port-forward), once started.
+    pub(crate) streaming: std::sync::OnceLock<cria_streaming::StreamingServer>,
 }
 
 impl RuntimeContext {
@@ -68,6 +70,7 @@ impl RuntimeContext {
             rootfs,
             host: Arc::new(RealHost),
             pod_cidr: Mutex::new(String::new()),
+            streaming: std::sync::OnceLock::new(),
         })
     }
 

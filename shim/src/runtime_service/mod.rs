@@ -210,30 +210,29 @@ impl RuntimeService for RuntimeServiceImpl {
 
     async fn exec(
         &self,
-        _request: Request<cri::ExecRequest>,
+        request: Request<cri::ExecRequest>,
     ) -> Result<Response<cri::ExecResponse>, Status> {
-        // The streaming server is issue 7.
-        Err(Status::unimplemented(
-            "Exec is not implemented yet (streaming)",
-        ))
+        crate::streaming_backend::exec(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn attach(
         &self,
-        _request: Request<cri::AttachRequest>,
+        request: Request<cri::AttachRequest>,
     ) -> Result<Response<cri::AttachResponse>, Status> {
-        Err(Status::unimplemented(
-            "Attach is not implemented yet (streaming)",
-        ))
+        crate::streaming_backend::attach(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn port_forward(
         &self,
-        _request: Request<cri::PortForwardRequest>,
+        request: Request<cri::PortForwardRequest>,
     ) -> Result<Response<cri::PortForwardResponse>, Status> {
-        Err(Status::unimplemented(
-            "PortForward is not implemented yet (streaming)",
-        ))
+        crate::streaming_backend::port_forward(&self.ctx, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn container_stats(
