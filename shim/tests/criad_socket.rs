@@ -202,3 +202,87 @@ async fn criad_serves_on_a_private_socket_and_stops_cleanly() {
     );
     assert!(!socket.exists(), "the socket is removed on shutdown");
 }
+
+/// One HTTP/2 frame: type, flags, stream, payload.
+type Frame = (u8, u8, u32, Vec<u8>);
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+async fn read_frame(s: &mut tokio::net::UnixStream) -> std::io::Result<Frame> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).await?;
+    let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await?;
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    Ok((head[3], head[4], stream, payload))
+}
+
+/// What grpc-go before Kubernetes 1.26 (crictl/critest 1.26) sends: the
+/// socket path as `:authority`. Spoken byte by byte, so nothing on the
+/// client side can tidy it up.
+#[tokio::test]
+async fn a_socket_path_authority_is_served() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let criad = start(dir.path()).await;
+    let authority = criad.socket.to_string_lossy().into_owned();
+    let headers: Vec<(&[u8], &[u8])> = vec![
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", b"/runtime.v1.RuntimeService/Version"),
+        (b":authority", authority.as_bytes()),
+        (b"content-type", b"application/grpc"),
+        (b"te", b"trailers"),
+    ];
+    let block = loona_hpack::Encoder::new().encode(headers);
+    let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    wire.extend(h2_frame(0x4, 0, 0, &[])); // SETTINGS
+    wire.extend(h2_frame(0x1, 0x4, 1, &block)); // HEADERS, END_HEADERS
+                                                // An empty VersionRequest as one uncompressed gRPC message, END_STREAM.
+    wire.extend(h2_frame(0x0, 0x1, 1, &[0, 0, 0, 0, 0]));
+
+    let mut s = tokio::net::UnixStream::connect(&criad.socket)
+        .await
+        .unwrap();
+    s.write_all(&wire).await.unwrap();
+    let mut decoder = loona_hpack::Decoder::new();
+    let (mut status, mut grpc_status, mut body) = (None, None, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while grpc_status.is_none() {
+        assert!(Instant::now() < deadline, "no complete answer");
+        let (kind, flags, stream, payload) =
+            tokio::time::timeout(Duration::from_secs(10), read_frame(&mut s))
+                .await
+                .expect("criad answers")
+                .expect("a frame");
+        match kind {
+            0x4 if flags & 0x1 == 0 => s.write_all(&h2_frame(0x4, 0x1, 0, &[])).await.unwrap(),
+            0x3 => panic!("stream {stream} reset: {payload:?}"),
+            0x1 if stream == 1 => {
+                for (name, value) in decoder.decode(&payload).unwrap() {
+                    match name.as_slice() {
+                        b":status" => status = Some(value),
+                        b"grpc-status" => grpc_status = Some(value),
+                        _ => {}
+                    }
+                }
+            }
+            0x0 if stream == 1 => body.extend_from_slice(&payload),
+            _ => {}
+        }
+    }
+    assert_eq!(status.as_deref(), Some(&b"200"[..]));
+    assert_eq!(grpc_status.as_deref(), Some(&b"0"[..]));
+    assert!(
+        body.windows(4).any(|w| w == b"cria"),
+        "the VersionResponse names the runtime: {body:?}"
+    );
+}
