@@ -146,7 +146,6 @@ fn create_main(args: &[String]) -> i32 {
                 pid: m.pid.as_raw(),
             });
             detach_stdio();
-            trim_memory();
             m.run();
             0
         }
@@ -513,6 +512,9 @@ impl Monitor {
     /// The event loop; returns when the container has exited.
     fn run(&mut self) {
         let mut exited = false;
+        // Trimming waits for a quiet moment: short-lived containers never
+        // pay for it, and it never delays noticing an exit.
+        let mut trim_pending = true;
         while !exited {
             let mut fds = vec![
                 PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
@@ -524,8 +526,19 @@ impl Monitor {
             for i in &open {
                 fds.push(PollFd::new(self.outputs[*i].fd.as_fd(), PollFlags::POLLIN));
             }
-            if nix::poll::poll(&mut fds, PollTimeout::NONE).is_err() {
-                continue;
+            let timeout = if trim_pending {
+                PollTimeout::from(100u16)
+            } else {
+                PollTimeout::NONE
+            };
+            match nix::poll::poll(&mut fds, timeout) {
+                Ok(0) => {
+                    trim_memory();
+                    trim_pending = false;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => continue,
             }
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
             let accept = ready(&fds[0]);
@@ -542,7 +555,7 @@ impl Monitor {
             }
             if accept {
                 self.handle_control();
-                trim_memory();
+                trim_pending = true;
             }
             if sig {
                 while self.sigfd.read_signal().ok().flatten().is_some() {}

@@ -546,3 +546,67 @@ fn bind_mount_through_image_symlink_stays_in_rootfs() {
     );
     assert!(!std::path::Path::new("/etc/file").exists());
 }
+
+#[test]
+fn cpu_pids_and_hugetlb_limits_on_the_hybrid_host() {
+    let f = Fixture::new("limits");
+    let mut spec = f.spec(&["sleep", "1000"]);
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_resources(Some(
+        LinuxResourcesBuilder::default()
+            .cpu(
+                oci_spec::runtime::LinuxCpuBuilder::default()
+                    .shares(512u64)
+                    .quota(20_000i64)
+                    .period(100_000u64)
+                    .build()
+                    .unwrap(),
+            )
+            .pids(
+                oci_spec::runtime::LinuxPidsBuilder::default()
+                    .limit(50i64)
+                    .build()
+                    .unwrap(),
+            )
+            .hugepage_limits(vec![oci_spec::runtime::LinuxHugepageLimitBuilder::default(
+            )
+            .page_size("2MB")
+            .limit(4i64 << 20)
+            .build()
+            .unwrap()])
+            .build()
+            .unwrap(),
+    ));
+    spec.set_linux(Some(linux));
+    f.rt.create(&f.request(&spec)).unwrap();
+    let rel = f.cgroup_path().trim_start_matches('/').to_string();
+    let read = |h: &str, file: &str| {
+        std::fs::read_to_string(
+            std::path::Path::new("/sys/fs/cgroup")
+                .join(h)
+                .join(&rel)
+                .join(file),
+        )
+        .unwrap_or_else(|e| panic!("{h}/{file}: {e}"))
+        .trim()
+        .to_string()
+    };
+    assert_eq!(read("cpu", "cpu.shares"), "512");
+    assert_eq!(read("cpu", "cpu.cfs_quota_us"), "20000");
+    assert_eq!(read("pids", "pids.max"), "50");
+    // hugetlb lives only on the cgroup2 mount of this hybrid host.
+    if std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
+        .is_ok_and(|c| c.contains("hugetlb"))
+    {
+        assert_eq!(read("unified", "hugetlb.2MB.max"), (4u64 << 20).to_string());
+        let pid = f.rt.state(&f.id).unwrap().pid.to_string();
+        assert_eq!(read("unified", "cgroup.procs"), pid);
+    }
+    f.rt.delete(&f.id, false).unwrap();
+    assert!(!std::path::Path::new("/sys/fs/cgroup/unified")
+        .join(&rel)
+        .exists());
+    assert!(!std::path::Path::new("/sys/fs/cgroup/cpu")
+        .join(&rel)
+        .exists());
+}

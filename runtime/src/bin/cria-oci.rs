@@ -69,12 +69,14 @@ fn parse() -> Result<Cli, String> {
 }
 
 fn runtime(cli: &Cli) -> Runtime {
-    let monitor = std::env::var_os("CRIA_MONITOR").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.join("cria-monitor")))
-            .unwrap_or_else(|| PathBuf::from("cria-monitor"))
-    });
+    let monitor = std::env::var_os("CRIA_MONITOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("cria-monitor")))
+                .unwrap_or_else(|| PathBuf::from("cria-monitor"))
+        });
     Runtime::new(RuntimeConfig {
         monitor_path: monitor,
         state_root: cli.root.clone(),
@@ -82,8 +84,8 @@ fn runtime(cli: &Cli) -> Runtime {
 }
 
 fn create(rt: &Runtime, cli: &Cli, id: &str) -> Result<(), String> {
-    let bundle = std::fs::canonicalize(&cli.bundle)
-        .map_err(|e| format!("bundle {:?}: {e}", cli.bundle))?;
+    let bundle =
+        std::fs::canonicalize(&cli.bundle).map_err(|e| format!("bundle {:?}: {e}", cli.bundle))?;
     let c = rt
         .create(&ContainerCreate {
             id: id.to_string(),
