@@ -42,6 +42,41 @@ pub(crate) trait HostView: Send + Sync {
     /// The lowest `oom_score_adj` a container can get: criad's own when it
     /// lacks CAP_SYS_RESOURCE (the kernel refuses to go lower), else `None`.
     fn min_oom_score_adj(&self) -> Option<i32>;
+    /// criad's capability bounding set (bit n = capability n).
+    fn bounding_capabilities(&self) -> u64;
+    /// The host's device nodes (for privileged containers): path and kind.
+    fn host_devices(&self) -> Vec<(PathBuf, PathKind)>;
+}
+
+/// A capability set of criad from /proc/self/status (`CapEff:`, `CapBnd:`).
+fn own_capabilities(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
+/// Device nodes under `dir`, skipping the per-container file systems (pts,
+/// shm, mqueue) that the container gets its own of; two levels deep.
+fn collect_devices(host: &RealHost, dir: &Path, depth: u32, out: &mut Vec<(PathBuf, PathKind)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_dir() {
+            let skip = ["pts", "shm", "mqueue"]
+                .iter()
+                .any(|d| path == Path::new("/dev").join(d));
+            if depth < 2 && !skip {
+                collect_devices(host, &path, depth + 1, out);
+            }
+        } else if ft.is_char_device() || ft.is_block_device() {
+            out.push((path.clone(), host.kind(&path)));
+        }
+    }
 }
 
 /// Capability number of CAP_SYS_RESOURCE (linux/capability.h).
@@ -99,11 +134,7 @@ impl HostView for RealHost {
     }
 
     fn min_oom_score_adj(&self) -> Option<i32> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let cap_eff = status
-            .lines()
-            .find_map(|l| l.strip_prefix("CapEff:"))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())?;
+        let cap_eff = own_capabilities("CapEff:")?;
         if cap_eff & (1 << CAP_SYS_RESOURCE) != 0 {
             return None;
         }
@@ -112,6 +143,16 @@ impl HostView for RealHost {
             .trim()
             .parse()
             .ok()
+    }
+
+    fn bounding_capabilities(&self) -> u64 {
+        own_capabilities("CapBnd:").unwrap_or(0)
+    }
+
+    fn host_devices(&self) -> Vec<(PathBuf, PathKind)> {
+        let mut out = Vec::new();
+        collect_devices(self, Path::new("/dev"), 0, &mut out);
+        out
     }
 }
 

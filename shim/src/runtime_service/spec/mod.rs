@@ -86,11 +86,13 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .as_ref()
         .and_then(|l| l.security_context.clone())
         .unwrap_or_default();
-    if security.privileged {
-        // Issue 6 brings privileged containers (all caps and devices, no
-        // masking); running one unprivileged would be a silent lie.
-        return Err(SpecError::Unsupported(
-            "linux.security_context.privileged".into(),
+    if security.privileged && !sandbox_privileged(input.sandbox) {
+        return Err(SpecError::invalid(
+            "linux.security_context.privileged",
+            format!(
+                "pod sandbox {} is not privileged: a privileged container needs a privileged pod",
+                input.sandbox.id
+            ),
         ));
     }
     let process = process::build(input, &security)?;
@@ -101,10 +103,11 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
             .linux
             .as_ref()
             .and_then(|l| l.resources.as_ref()),
-        Some(resources::device_rules(
-            &planned.devices,
-            &planned.device_access,
-        )?),
+        Some(if security.privileged {
+            resources::allow_all_devices()?
+        } else {
+            resources::device_rules(&planned.devices, &planned.device_access)?
+        }),
     )?;
 
     let mut linux = LinuxBuilder::default()
@@ -186,6 +189,16 @@ fn namespaces(
         }
     }
     Ok(out)
+}
+
+/// Whether the pod was created privileged (its containers may be too).
+fn sandbox_privileged(sandbox: &SandboxRecord) -> bool {
+    sandbox
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .is_some_and(|s| s.privileged)
 }
 
 fn pod_sysctls(sandbox: &SandboxRecord) -> HashMap<String, String> {

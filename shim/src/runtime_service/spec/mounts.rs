@@ -68,6 +68,7 @@ pub(super) fn plan(
             .iter()
             .any(|m| Path::new(&m.container_path) == Path::new(dest))
     };
+    let sys_mode = if security.privileged { "rw" } else { "ro" };
     let mut mounts = vec![
         mount(
             "/proc",
@@ -100,17 +101,18 @@ pub(super) fn plan(
             Path::new("mqueue"),
             &["nosuid", "noexec", "nodev"],
         )?,
+        // A privileged container gets /sys and its cgroups writable.
         mount(
             "/sys",
             "sysfs",
             Path::new("sysfs"),
-            &["nosuid", "noexec", "nodev", "ro"],
+            &["nosuid", "noexec", "nodev", sys_mode],
         )?,
         mount(
             "/sys/fs/cgroup",
             "cgroup",
             Path::new("cgroup"),
-            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+            &["nosuid", "noexec", "nodev", "relatime", sys_mode],
         )?,
     ];
     if !taken("/dev/shm") {
@@ -258,7 +260,7 @@ pub(super) fn plan(
                 .build()?,
         );
     }
-    let device_access: Vec<String> = input
+    let mut device_access: Vec<String> = input
         .config
         .devices
         .iter()
@@ -271,6 +273,37 @@ pub(super) fn plan(
         })
         .collect();
 
+    if security.privileged {
+        // All of the host's devices, as other runtimes give privileged
+        // containers (kubelet's devices above come first and win).
+        for (path, kind) in input.host.host_devices() {
+            let (typ, major, minor) = match kind {
+                PathKind::CharDevice { major, minor } => (LinuxDeviceType::C, major, minor),
+                PathKind::BlockDevice { major, minor } => (LinuxDeviceType::B, major, minor),
+                _ => continue,
+            };
+            if devices.iter().any(|d: &LinuxDevice| d.path() == &path) {
+                continue;
+            }
+            devices.push(
+                LinuxDeviceBuilder::default()
+                    .path(path)
+                    .typ(typ)
+                    .major(major)
+                    .minor(minor)
+                    .build()?,
+            );
+            device_access.push("rwm".to_string());
+        }
+        return Ok(MountPlan {
+            mounts,
+            devices,
+            device_access,
+            masked_paths: Vec::new(),
+            readonly_paths: Vec::new(),
+            rootfs_propagation,
+        });
+    }
     let masked_paths = if security.masked_paths.is_empty() {
         DEFAULT_MASKED_PATHS.iter().map(|s| s.to_string()).collect()
     } else {

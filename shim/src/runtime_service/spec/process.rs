@@ -27,50 +27,62 @@ pub(crate) const DEFAULT_CAPABILITIES: &[&str] = &[
     "AUDIT_WRITE",
 ];
 
-/// Every capability the kernel knows (for `add: [ALL]`).
-const ALL_CAPABILITIES: &[&str] = &[
-    "AUDIT_CONTROL",
-    "AUDIT_READ",
-    "AUDIT_WRITE",
-    "BLOCK_SUSPEND",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "KILL",
-    "LEASE",
-    "LINUX_IMMUTABLE",
-    "MAC_ADMIN",
-    "MAC_OVERRIDE",
-    "MKNOD",
-    "NET_ADMIN",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_RAW",
-    "PERFMON",
-    "SETGID",
-    "SETFCAP",
-    "SETPCAP",
-    "SETUID",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_CHROOT",
-    "SYS_MODULE",
-    "SYS_NICE",
-    "SYS_PACCT",
-    "SYS_PTRACE",
-    "SYS_RAWIO",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "SYSLOG",
-    "WAKE_ALARM",
+/// Every capability with its number (linux/capability.h), for `ALL`.
+const ALL_CAPABILITIES: &[(&str, u32)] = &[
+    ("CHOWN", 0),
+    ("DAC_OVERRIDE", 1),
+    ("DAC_READ_SEARCH", 2),
+    ("FOWNER", 3),
+    ("FSETID", 4),
+    ("KILL", 5),
+    ("SETGID", 6),
+    ("SETUID", 7),
+    ("SETPCAP", 8),
+    ("LINUX_IMMUTABLE", 9),
+    ("NET_BIND_SERVICE", 10),
+    ("NET_BROADCAST", 11),
+    ("NET_ADMIN", 12),
+    ("NET_RAW", 13),
+    ("IPC_LOCK", 14),
+    ("IPC_OWNER", 15),
+    ("SYS_MODULE", 16),
+    ("SYS_RAWIO", 17),
+    ("SYS_CHROOT", 18),
+    ("SYS_PTRACE", 19),
+    ("SYS_PACCT", 20),
+    ("SYS_ADMIN", 21),
+    ("SYS_BOOT", 22),
+    ("SYS_NICE", 23),
+    ("SYS_RESOURCE", 24),
+    ("SYS_TIME", 25),
+    ("SYS_TTY_CONFIG", 26),
+    ("MKNOD", 27),
+    ("LEASE", 28),
+    ("AUDIT_WRITE", 29),
+    ("AUDIT_CONTROL", 30),
+    ("SETFCAP", 31),
+    ("MAC_OVERRIDE", 32),
+    ("MAC_ADMIN", 33),
+    ("SYSLOG", 34),
+    ("WAKE_ALARM", 35),
+    ("BLOCK_SUSPEND", 36),
+    ("AUDIT_READ", 37),
+    ("PERFMON", 38),
+    ("BPF", 39),
+    ("CHECKPOINT_RESTORE", 40),
 ];
+
+/// `ALL`: every capability criad itself may grant (its bounding set; a
+/// container cannot get one criad lacks, e.g. SYS_RESOURCE on some hosts).
+pub(crate) fn all_capabilities(bounding: u64) -> Result<Capabilities, SpecError> {
+    let mut caps = Capabilities::new();
+    for (name, bit) in ALL_CAPABILITIES {
+        if bounding & (1u64 << bit) != 0 {
+            caps.insert(parse_cap(name, "capabilities")?);
+        }
+    }
+    Ok(caps)
+}
 
 pub(super) fn build(
     input: &SpecInput<'_>,
@@ -116,7 +128,7 @@ pub(super) fn build(
         ));
     }
     let user = user(input, security, image.user().as_deref().unwrap_or_default())?;
-    let caps = capabilities(security)?;
+    let caps = capabilities(security, input.host.bounding_capabilities())?;
     let oom_score_adj = input
         .config
         .linux
@@ -238,6 +250,15 @@ fn user(
             .unwrap_or_default()
     };
 
+    if security.run_as_group.is_some()
+        && security.run_as_user.is_none()
+        && security.run_as_username.is_empty()
+    {
+        return Err(SpecError::invalid(
+            "linux.security_context.run_as_group",
+            "set without run_as_user or run_as_username",
+        ));
+    }
     let (uid, user_gid) = if let Some(v) = &security.run_as_user {
         let uid = u32::try_from(v.value).map_err(|_| {
             SpecError::invalid("linux.security_context.run_as_user", "out of range")
@@ -276,7 +297,14 @@ fn user(
     } else {
         user_gid.unwrap_or(0)
     };
-    let mut additional = Vec::new();
+    // The user's groups in the image's /etc/group come first, as the user
+    // would have them on a login; kubelet's supplemental groups follow.
+    let mut additional: Vec<u32> = name_of_uid(&passwd(), uid)
+        .map(|name| groups_of(&group(), &name))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|g| *g != gid)
+        .collect();
     for g in &security.supplemental_groups {
         additional.push(u32::try_from(*g).map_err(|_| {
             SpecError::invalid("linux.security_context.supplemental_groups", "out of range")
@@ -287,6 +315,30 @@ fn user(
         .gid(gid)
         .additional_gids(additional)
         .build()?)
+}
+
+/// The user name of `uid` in passwd text.
+fn name_of_uid(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 3 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[0].to_string())
+    })
+}
+
+/// The gids of the groups in group text that list `user` as a member.
+pub(crate) fn groups_of(group: &str, user: &str) -> Vec<u32> {
+    let mut gids = Vec::new();
+    for line in group.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() >= 4 && f[3].split(',').any(|m| m.trim() == user) {
+            if let Ok(gid) = f[2].parse::<u32>() {
+                if !gids.contains(&gid) {
+                    gids.push(gid);
+                }
+            }
+        }
+    }
+    gids
 }
 
 /// A numeric uid, or a name looked up in passwd text; with its primary gid.
@@ -331,7 +383,11 @@ fn is_all(name: &str) -> bool {
 /// containerd's defaults, with `drop` (then `add`) applied; `ALL` works in both.
 pub(crate) fn capabilities(
     security: &LinuxContainerSecurityContext,
+    bounding: u64,
 ) -> Result<Capabilities, SpecError> {
+    if security.privileged {
+        return all_capabilities(bounding);
+    }
     let mut caps = Capabilities::new();
     for name in DEFAULT_CAPABILITIES {
         caps.insert(parse_cap(name, "default capabilities")?);
@@ -350,9 +406,7 @@ pub(crate) fn capabilities(
     }
     for name in &cri.add_capabilities {
         if is_all(name) {
-            for n in ALL_CAPABILITIES {
-                caps.insert(parse_cap(n, ADD)?);
-            }
+            caps.extend(all_capabilities(bounding)?);
         } else {
             caps.insert(parse_cap(name, ADD)?);
         }

@@ -139,6 +139,11 @@ fn rule(
     Ok(b.build()?)
 }
 
+/// A privileged container may use every device.
+pub(crate) fn allow_all_devices() -> Result<Vec<LinuxDeviceCgroup>, SpecError> {
+    Ok(vec![rule(true, LinuxDeviceType::A, None, None, "rwm")?])
+}
+
 /// Deny every device, then allow mknod, the standard devices (null, zero,
 /// full, random, urandom, tty, console, ptmx, pts, tun) and kubelet's.
 pub(crate) fn device_rules(

@@ -36,6 +36,22 @@ impl HostView for FakeHost {
     fn min_oom_score_adj(&self) -> Option<i32> {
         self.min_oom
     }
+    fn bounding_capabilities(&self) -> u64 {
+        // Everything but SYS_RESOURCE (24), like criad on the CI machine.
+        !(1u64 << 24)
+    }
+    fn host_devices(&self) -> Vec<(PathBuf, PathKind)> {
+        self.paths
+            .iter()
+            .filter(|(_, k)| {
+                matches!(
+                    k,
+                    PathKind::CharDevice { .. } | PathKind::BlockDevice { .. }
+                )
+            })
+            .map(|(p, k)| (p.clone(), *k))
+            .collect()
+    }
 }
 
 const MOUNTINFO: &str = "\
@@ -624,7 +640,7 @@ fn resources_translate_to_oci() {
 }
 
 #[test]
-fn privileged_is_refused_until_supported() {
+fn privileged_needs_a_privileged_pod_and_unmasks_everything() {
     let mut c = config();
     c.linux = Some(cri::LinuxContainerConfig {
         security_context: Some(cri::LinuxContainerSecurityContext {
@@ -633,15 +649,119 @@ fn privileged_is_refused_until_supported() {
         }),
         ..Default::default()
     });
-    let err = spec_with(
-        &c,
-        &image(&[], &["sh"], &[], ""),
-        &sandbox(),
-        &FakeHost::default(),
-    )
-    .unwrap_err();
+    let host = FakeHost {
+        paths: [(
+            PathBuf::from("/dev/sda"),
+            PathKind::BlockDevice { major: 8, minor: 0 },
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let img = image(&[], &["sh"], &[], "");
+    let err = spec_with(&c, &img, &sandbox(), &host).unwrap_err();
     let status: tonic::Status = err.into();
-    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("not privileged"), "{status:?}");
+
+    let mut pod = sandbox();
+    pod.config.linux = Some(cri::LinuxPodSandboxConfig {
+        security_context: Some(cri::LinuxSandboxSecurityContext {
+            privileged: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let s = spec_with(&c, &img, &pod, &host).unwrap();
+    let linux = s.linux().as_ref().unwrap();
+    assert!(linux.masked_paths().as_ref().unwrap().is_empty());
+    assert!(linux.readonly_paths().as_ref().unwrap().is_empty());
+    let dev = &linux.devices().clone().unwrap()[0];
+    assert_eq!(
+        (dev.path().as_path(), dev.major()),
+        (Path::new("/dev/sda"), 8)
+    );
+    let rules = linux
+        .resources()
+        .as_ref()
+        .unwrap()
+        .devices()
+        .clone()
+        .unwrap();
+    assert!(rules.len() == 1 && rules[0].allow());
+    let caps = s
+        .process()
+        .as_ref()
+        .unwrap()
+        .capabilities()
+        .as_ref()
+        .unwrap()
+        .bounding()
+        .clone()
+        .unwrap();
+    assert!(caps.contains(&Capability::SysAdmin));
+    assert!(
+        !caps.contains(&Capability::SysResource),
+        "criad's bounding set limits ALL"
+    );
+    let sys = s
+        .mounts()
+        .clone()
+        .unwrap()
+        .into_iter()
+        .find(|m| m.destination() == Path::new("/sys"))
+        .unwrap();
+    assert!(sys.options().as_ref().unwrap().contains(&"rw".to_string()));
+}
+
+#[test]
+fn image_groups_are_added_and_run_as_group_needs_a_user() {
+    let host = FakeHost {
+        image_files: [
+            (
+                "etc/passwd".to_string(),
+                "www:x:33:33::/:/bin/sh\n".to_string(),
+            ),
+            (
+                "etc/group".to_string(),
+                "www:x:33:\nweb:x:50:www,bob\nother:x:60:bob\n".to_string(),
+            ),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let with = |sc: cri::LinuxContainerSecurityContext| {
+        let mut c = config();
+        c.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(sc),
+            ..Default::default()
+        });
+        spec_with(&c, &image(&[], &["sh"], &[], "www"), &sandbox(), &host)
+    };
+    let s = with(Default::default()).unwrap();
+    let u = s.process().as_ref().unwrap().user().clone();
+    assert_eq!((u.uid(), u.gid()), (33, 33));
+    assert_eq!(u.additional_gids().clone().unwrap(), vec![50]);
+    let s = with(cri::LinuxContainerSecurityContext {
+        supplemental_groups: vec![70],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        s.process()
+            .as_ref()
+            .unwrap()
+            .user()
+            .additional_gids()
+            .clone()
+            .unwrap(),
+        vec![50, 70]
+    );
+    let err = with(cri::LinuxContainerSecurityContext {
+        run_as_group: Some(cri::Int64Value { value: 5 }),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("run_as_group"), "{err}");
 }
 
 #[test]
