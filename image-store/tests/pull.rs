@@ -589,6 +589,93 @@ async fn failed_pull_lists_nothing_and_the_next_pull_completes_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn pull_cancelled_mid_layer_lists_nothing_and_is_completed_later() {
+    let reg = Registry::start();
+    let mut layout = Layout::new();
+    let bb = busybox_rootfs();
+    // 8 MB that gzip cannot shrink: far more than the chunks queued between
+    // download and unpacker, so holding the unpacker stalls the download.
+    let mut noise = Vec::with_capacity(8 << 20);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while noise.len() < 8 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.extend_from_slice(&x.to_le_bytes());
+    }
+    fs::write(bb.path().join("noise"), &noise).unwrap();
+    let base = layout.layer(bb.path(), Compression::Gzip);
+    let d = file_rootfs("late", "late layer\n");
+    let top = layout.layer(d.path(), Compression::Gzip);
+    let m = layout.image("amd64", None, &[base.clone(), top.clone()]);
+    layout.tag("c", &m);
+    reg.push(layout.path(), "c", "x/cancel:1", &[]);
+    let reference = format!("{}/x/cancel:1", reg.host());
+    let chains = chain_ids(&[base.diff_id.clone(), top.diff_id.clone()]);
+
+    let root = tempfile::tempdir().unwrap();
+    let unpacker = Arc::new(TarUnpacker::new());
+    *unpacker.hold_chain.lock().unwrap() = Some(chains[0].clone());
+    let store = open(root.path(), &unpacker);
+    let task = {
+        let store = store.clone();
+        let reference = reference.clone();
+        tokio::spawn(async move { store.pull(&reference, None, None).await })
+    };
+    // Wait (bounded) until the base layer is inside the unpacker, then drop
+    // the pull the way a client going away (or a crash) would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !unpacker.held.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "unpack never started");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    unpacker
+        .release
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(store.list().unwrap().is_empty());
+    assert!(store.resolve(&reference).unwrap().is_none());
+    drop(store);
+
+    // The stream the held unpacker reads was cut short: it must not commit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while common::files_under(unpacker.root.path())
+        .iter()
+        .any(|f| f.starts_with(".tmp-"))
+    {
+        assert!(std::time::Instant::now() < deadline, "unpack did not end");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!unpacker.is_unpacked_dir(&chains[0]));
+    assert!(!root
+        .path()
+        .join("content/blobs/sha256")
+        .join(base.digest.trim_start_matches("sha256:"))
+        .exists());
+
+    *unpacker.hold_chain.lock().unwrap() = None;
+    // The aborted pull's tasks let go of the store (and its database) as the
+    // runtime drops them: retry the open for a bounded time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let store = loop {
+        match ImageStore::open(ImageStoreConfig::new(root.path()), unpacker.clone()) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "reopen: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert!(store.list().unwrap().is_empty());
+    let img = store.pull(&reference, None, None).await.unwrap();
+    assert_eq!(img.chain_ids, chains);
+    let top_text = fs::read_to_string(unpacker.dir(&chains[1]).join("etc/late")).unwrap();
+    assert_eq!(top_text, "late layer\n");
+    assert_eq!(store.content().ingest_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn mirrors_are_tried_in_order_before_the_origin() {
     let reg = Registry::start();
     let mut layout = Layout::new();

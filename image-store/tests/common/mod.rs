@@ -459,6 +459,10 @@ pub struct TarUnpacker {
     pub unpacked: Mutex<Vec<String>>,
     /// Fail (after reading everything) when asked to unpack this chain ID.
     pub fail_chain: Mutex<Option<String>>,
+    /// Hold the unpack of this chain ID (before reading) until `release` is set.
+    pub hold_chain: Mutex<Option<String>>,
+    pub held: std::sync::atomic::AtomicBool,
+    pub release: std::sync::atomic::AtomicBool,
     n: AtomicUsize,
 }
 
@@ -468,6 +472,9 @@ impl TarUnpacker {
             root: tempfile::tempdir().unwrap(),
             unpacked: Mutex::new(vec![]),
             fail_chain: Mutex::new(None),
+            hold_chain: Mutex::new(None),
+            held: Default::default(),
+            release: Default::default(),
             n: AtomicUsize::new(0),
         }
     }
@@ -476,6 +483,10 @@ impl TarUnpacker {
         self.root
             .path()
             .join(chain_id.trim_start_matches("sha256:"))
+    }
+
+    pub fn is_unpacked_dir(&self, chain_id: &str) -> bool {
+        self.dir(chain_id).is_dir()
     }
 
     pub fn calls(&self) -> Vec<String> {
@@ -489,6 +500,13 @@ impl LayerUnpacker for TarUnpacker {
     }
 
     fn unpack(&self, layer: &LayerInfo, compressed: &mut dyn Read) -> Result<(), UnpackError> {
+        if self.hold_chain.lock().unwrap().as_deref() == Some(layer.chain_id.as_str()) {
+            self.held.store(true, Ordering::SeqCst);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !self.release.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let tmp = self
             .root
             .path()
