@@ -610,3 +610,41 @@ fn cpu_pids_and_hugetlb_limits_on_the_hybrid_host() {
         .join(&rel)
         .exists());
 }
+
+#[test]
+fn user_groups_capabilities_and_no_new_privs() {
+    let f = Fixture::new("user");
+    let mut spec = f.spec(&[
+        "sh",
+        "-c",
+        "id -u; id -g; id -G; grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status | tr -s '\\t ' ' '; pwd",
+    ]);
+    let mut p = spec.process().clone().unwrap();
+    let mut user = p.user().clone();
+    user.set_uid(1000);
+    user.set_gid(1001);
+    user.set_additional_gids(Some(vec![10]));
+    p.set_user(user);
+    p.set_cwd("/tmp/work".into());
+    spec.set_process(Some(p));
+    f.rt.create(&f.request(&spec)).unwrap();
+    f.rt.start(&f.id).unwrap();
+    assert_eq!(
+        f.rt.wait(&f.id, T).unwrap().exit_code,
+        Some(0),
+        "{}",
+        f.log()
+    );
+    let out: Vec<String> = f.log_lines("stdout").into_iter().map(|x| x.1).collect();
+    assert_eq!(out[0], "1000");
+    assert_eq!(out[1], "1001");
+    assert!(out[2].split(' ').any(|g| g == "10"), "groups: {}", out[2]);
+    // The spec's sets apply whatever the uid, as with runc (Spec::default:
+    // AUDIT_WRITE, KILL, NET_BIND_SERVICE = bits 29, 5, 10).
+    let capbnd = out.iter().find(|l| l.starts_with("CapBnd")).unwrap();
+    assert_eq!(capbnd, "CapBnd: 0000000020000420");
+    let capeff = out.iter().find(|l| l.starts_with("CapEff")).unwrap();
+    assert_eq!(capeff, "CapEff: 0000000020000420");
+    assert!(out.iter().any(|l| l == "NoNewPrivs: 1"));
+    assert_eq!(out.last().unwrap(), "/tmp/work");
+}
