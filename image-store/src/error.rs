@@ -8,65 +8,96 @@ use std::path::PathBuf;
 pub enum ImageError {
     /// The image reference (or name/ID) given by the caller is malformed.
     #[error("invalid image reference {input:?}: {reason}")]
-    InvalidReference { input: String, reason: String },
+    InvalidReference {
+        /// What the caller gave.
+        input: String,
+        /// Why it is not valid.
+        reason: String,
+    },
 
     /// The registry has no such tag, manifest or blob.
     #[error("{what} not found in registry {registry} for {reference}")]
     NotFound {
+        /// The registry host.
         registry: String,
+        /// The image reference being pulled.
         reference: String,
+        /// What was looked for or checked.
         what: String,
     },
 
     /// The registry refused our credentials (or we had none).
     #[error("unauthorized to pull {reference} from registry {registry}: {detail}")]
     Unauthorized {
+        /// The registry host.
         registry: String,
+        /// The image reference being pulled.
         reference: String,
+        /// Details, including any status and body snippet.
         detail: String,
     },
 
     /// A manifest, index or layer has a media type cria does not pull.
     #[error("unsupported media type {media_type:?} for {reference}: {detail}")]
     UnsupportedMediaType {
+        /// The media type in question.
         media_type: String,
+        /// The image reference being pulled.
         reference: String,
+        /// Details, including any status and body snippet.
         detail: String,
     },
 
     /// An index or manifest list has no entry for this node's platform.
     #[error("no image for platform {wanted} in {reference}; offered: {offered}")]
     NoMatchingPlatform {
+        /// The image reference being pulled.
         reference: String,
+        /// The platform asked for.
         wanted: String,
+        /// The platforms the index offers.
         offered: String,
     },
 
     /// Downloaded content does not match the digest (or size) it was addressed by.
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
     DigestMismatch {
+        /// What was looked for or checked.
         what: String,
+        /// What the manifest or caller said.
         expected: String,
+        /// What arrived.
         actual: String,
     },
 
     /// The registry answered with an unexpected status or could not be reached.
     #[error("registry {registry}: {detail}")]
-    Registry { registry: String, detail: String },
+    Registry {
+        /// The registry host.
+        registry: String,
+        /// Details, including any status and body snippet.
+        detail: String,
+    },
 
     /// A manifest, index or config could not be parsed.
     #[error("invalid {what} for {reference}: {detail}")]
     InvalidContent {
+        /// What was looked for or checked.
         what: String,
+        /// The image reference being pulled.
         reference: String,
+        /// Details, including any status and body snippet.
         detail: String,
     },
 
     /// A local file operation failed.
     #[error("{op} {path}: {source}")]
     Io {
+        /// The operation.
         op: &'static str,
+        /// The file or directory.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -74,7 +105,9 @@ pub enum ImageError {
     /// The layer unpacker failed.
     #[error("unpacking layer {digest}: {source}")]
     Unpack {
+        /// The layer blob digest.
         digest: String,
+        /// The underlying error.
         #[source]
         source: UnpackError,
     },
@@ -85,7 +118,12 @@ pub enum ImageError {
 
     /// Registry client configuration (certificates, keys) is unusable.
     #[error("registry configuration for {host}: {detail}")]
-    Config { host: String, detail: String },
+    Config {
+        /// The registry host (or file) the setting is for.
+        host: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 impl ImageError {

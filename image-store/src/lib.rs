@@ -5,6 +5,8 @@
 //! The crate knows nothing of gRPC or containers; the shim supplies the
 //! unpacker (built on the overlay crate) and maps [`ImageError`] to gRPC codes.
 
+#![warn(missing_docs)]
+
 pub mod content;
 pub mod digest;
 pub mod error;

@@ -158,8 +158,11 @@ fn normalise_auth_key(key: &str) -> String {
 pub enum Challenge {
     /// Get a token from `realm` for `service`/`scope`, then send it as Bearer.
     Bearer {
+        /// The token endpoint URL.
         realm: String,
+        /// The service name to ask a token for.
         service: Option<String>,
+        /// The scope the registry wants (else the client's own).
         scope: Option<String>,
     },
     /// Send user and password as Basic.
