@@ -95,6 +95,7 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
             ),
         ));
     }
+    check_seccomp(&security)?;
     let process = process::build(input, &security)?;
     let planned = mounts::plan(input, &security)?;
     let resources = resources::to_oci(
@@ -189,6 +190,45 @@ fn namespaces(
         }
     }
     Ok(out)
+}
+
+/// Seccomp is issue 6. Until then: Unconfined and RuntimeDefault run
+/// without a filter (RuntimeDefault is a documented gap: refusing it would
+/// refuse every pod of the restricted Pod Security level), a Localhost
+/// profile is refused rather than silently not applied, and a malformed
+/// deprecated profile path is invalid.
+fn check_seccomp(
+    security: &cria_proto::v1::LinuxContainerSecurityContext,
+) -> Result<(), SpecError> {
+    use cria_proto::v1::security_profile::ProfileType;
+    if security.privileged {
+        // Privileged containers run unconfined whatever the profile says.
+        return Ok(());
+    }
+    if let Some(p) = &security.seccomp {
+        if p.profile_type() == ProfileType::Localhost {
+            return Err(SpecError::Unsupported(format!(
+                "linux.security_context.seccomp Localhost profile {:?}",
+                p.localhost_ref
+            )));
+        }
+        return Ok(());
+    }
+    // kubelets before 1.25 still send the deprecated string field.
+    #[allow(deprecated)]
+    let path = security.seccomp_profile_path.as_str();
+    match path {
+        "" | "unconfined" | "runtime/default" | "docker/default" => Ok(()),
+        path if path.starts_with("localhost/") => Err(SpecError::Unsupported(format!(
+            "linux.security_context.seccomp_profile_path {path:?}"
+        ))),
+        path => Err(SpecError::invalid(
+            "linux.security_context.seccomp_profile_path",
+            format!(
+                "{path:?} is not unconfined, runtime/default, docker/default or localhost/<path>"
+            ),
+        )),
+    }
 }
 
 /// Whether the pod was created privileged (its containers may be too).

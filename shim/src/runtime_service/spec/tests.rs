@@ -792,3 +792,48 @@ fn annotations_carry_kubelets_and_the_cri_ones() {
         Some("app")
     );
 }
+
+#[test]
+fn seccomp_localhost_is_refused_and_bad_paths_are_invalid() {
+    let with = |sc: cri::LinuxContainerSecurityContext| {
+        let mut c = config();
+        c.linux = Some(cri::LinuxContainerConfig {
+            security_context: Some(sc),
+            ..Default::default()
+        });
+        spec_with(
+            &c,
+            &image(&[], &["sh"], &[], ""),
+            &sandbox(),
+            &FakeHost::default(),
+        )
+        .map_err(tonic::Status::from)
+        .map(|_| ())
+    };
+    #[allow(deprecated)]
+    let path = |p: &str| cri::LinuxContainerSecurityContext {
+        seccomp_profile_path: p.into(),
+        ..Default::default()
+    };
+    assert!(with(path("runtime/default")).is_ok());
+    assert!(with(path("unconfined")).is_ok());
+    assert_eq!(
+        with(path("/etc/profile.json")).unwrap_err().code(),
+        tonic::Code::InvalidArgument
+    );
+    assert_eq!(
+        with(path("localhost//p.json")).unwrap_err().code(),
+        tonic::Code::Unimplemented
+    );
+    let localhost = cri::LinuxContainerSecurityContext {
+        seccomp: Some(cri::SecurityProfile {
+            profile_type: cri::security_profile::ProfileType::Localhost as i32,
+            localhost_ref: "/p.json".into(),
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        with(localhost).unwrap_err().code(),
+        tonic::Code::Unimplemented
+    );
+}
