@@ -358,6 +358,27 @@ async fn corrupted_blob_and_missing_tag_fail_and_keep_nothing() {
         assert!(msg.contains(what) && msg.contains(&reg.host()), "{msg}");
         assert!(msg.contains(&reference), "{msg}");
     }
+    // A layer type cria cannot unpack is refused by name before any download.
+    let mut odd = layer.clone();
+    odd.media_type = "application/vnd.example.layer.v1.tar+bzip2".into();
+    let m = layout.image("amd64", None, &[odd]);
+    layout.tag("odd", &m);
+    reg.push(layout.path(), "odd", "x/odd:1", &[]);
+    let err = store
+        .pull(&format!("{}/x/odd:1", reg.host()), None, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ImageError::UnsupportedMediaType { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("application/vnd.example.layer.v1.tar+bzip2"),
+        "{err}"
+    );
+    assert_empty(&store);
+
     let err = store.pull("UPPER/case", None, None).await.unwrap_err();
     assert!(matches!(err, ImageError::InvalidReference { .. }));
     assert_empty(&store);
