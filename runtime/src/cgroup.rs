@@ -192,8 +192,8 @@ pub fn shares_to_weight(shares: u64) -> u64 {
     1 + ((s - 2) * 9999) / 262_142
 }
 
-/// The v2 writes for `r`. Device rules are not written: v2 needs an eBPF
-/// device program, which cria does not load yet (see docs/decisions.md).
+/// The v2 writes for `r`. Device rules are not files on v2: `V2Cgroup::apply`
+/// attaches an eBPF program built by `devices_bpf` instead.
 pub fn v2_writes(r: &LinuxResources) -> Result<Vec<Write1>, RuntimeError> {
     let mut out = Vec::new();
     if let Some(cpu) = r.cpu() {
@@ -648,7 +648,12 @@ impl Cgroup for V2Cgroup {
         for x in v2_writes(r)? {
             write_file(&self.dir.join(&x.file), &x.value)?;
         }
-        Ok(())
+        match r.devices() {
+            Some(d) if !d.is_empty() => {
+                crate::devices_bpf::attach(&self.dir, &crate::devices_bpf::rules(d))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn add_process(&self, pid: i32) -> Result<(), RuntimeError> {

@@ -14,6 +14,7 @@
 
 pub mod cgroup;
 mod container;
+pub mod devices_bpf;
 mod error;
 pub mod exec_stream;
 mod init;
