@@ -520,8 +520,20 @@ fn bind_mount_through_image_symlink_stays_in_rootfs() {
     std::fs::write(host_dir.join("file"), "from-volume").unwrap();
     // The image has /data -> /etc: the volume must land on <rootfs>/etc.
     std::os::unix::fs::symlink("/etc", f.rootfs.join("data")).unwrap();
-    let mut spec = f.spec(&["cat", "/etc/file"]);
+    let hosts = f.tmp.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 pod\n").unwrap();
+    let mut spec = f.spec(&["cat", "/etc/file", "/root/hosts"]);
     let mut mounts = spec.mounts().clone().unwrap();
+    // A file bind mount (like kubelet's /etc/hosts) onto a missing file.
+    mounts.push(
+        oci_spec::runtime::MountBuilder::default()
+            .destination("/root/hosts")
+            .typ("bind")
+            .source(&hosts)
+            .options(vec!["rbind".into(), "rprivate".into(), "ro".into()])
+            .build()
+            .unwrap(),
+    );
     mounts.push(
         oci_spec::runtime::MountBuilder::default()
             .destination("/data")
@@ -542,7 +554,7 @@ fn bind_mount_through_image_symlink_stays_in_rootfs() {
     );
     assert_eq!(
         f.log_lines("stdout"),
-        vec![("P".into(), "from-volume".into())]
+        vec![("F".into(), "from-volume127.0.0.1 pod".into())]
     );
     assert!(!std::path::Path::new("/etc/file").exists());
 }
