@@ -660,3 +660,30 @@ fn user_groups_capabilities_and_no_new_privs() {
     assert!(out.iter().any(|l| l == "NoNewPrivs: 1"));
     assert_eq!(out.last().unwrap(), "/tmp/work");
 }
+
+#[test]
+fn monitor_killed_means_unknown_and_delete_still_cleans_up() {
+    let f = Fixture::new("orphan");
+    let spec = f.spec(&["sleep", "1000"]);
+    let c = f.rt.create(&f.request(&spec)).unwrap();
+    f.rt.start(&f.id).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.monitor_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_until(T, || f
+        .rt
+        .state(&f.id)
+        .map(|s| s.status == Status::Unknown)
+        .unwrap_or(false)));
+    // wait() returns at once for a container nobody watches any more.
+    assert_eq!(f.rt.wait(&f.id, T).unwrap().status, Status::Unknown);
+    f.rt.delete(&f.id, true).unwrap();
+    assert!(!f.memory_cgroup_dir().exists());
+    assert!(wait_until(Duration::from_secs(2), || {
+        std::fs::read_to_string(format!("/proc/{}/stat", c.pid))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
+    }));
+}
