@@ -12,7 +12,8 @@ use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -28,8 +29,9 @@ pub(crate) struct InitConfig<'a> {
     pub cgroup_path: Option<String>,
     /// Fds that become stdin, stdout, stderr.
     pub stdio: [RawFd; 3],
-    /// The pty slave path when `tty` (bound to /dev/console).
-    pub console: Option<PathBuf>,
+    /// Give the process a pty from the container's own devpts (bound to
+    /// `/dev/console`); its master goes to the monitor over the sync socket.
+    pub tty: bool,
 }
 
 /// The namespaces of the spec: (clone flag, optional path to join).
@@ -85,13 +87,15 @@ fn cstr(what: &str, s: &str) -> Result<CString, StepError> {
 
 /// The child's whole life: set up, report ready, wait for start, exec.
 pub(crate) fn run(cfg: &InitConfig, mut sync: UnixStream) -> ! {
-    let plan = match setup(cfg) {
+    let mut pty_master = None;
+    let plan = match setup(cfg, &mut pty_master) {
         Ok(p) => p,
         Err(e) => fail(&mut sync, &e, 1),
     };
-    if sync.write_all(b"R").is_err() {
+    if send_ready(&sync, pty_master.as_ref()).is_err() {
         std::process::exit(1);
     }
+    drop(pty_master);
     let mut go = [0u8; 1];
     match sync.read(&mut go) {
         Ok(1) if go[0] == b'G' => {}
@@ -108,13 +112,31 @@ pub(crate) fn run(cfg: &InitConfig, mut sync: UnixStream) -> ! {
     fail(&mut sync, &msg, code)
 }
 
+/// "R", with the pty master attached (SCM_RIGHTS) when there is one.
+fn send_ready(sync: &UnixStream, master: Option<&OwnedFd>) -> nix::Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let iov = [std::io::IoSlice::new(b"R")];
+    let fds;
+    let cmsgs: Vec<ControlMessage> = match master {
+        Some(m) => {
+            fds = [m.as_raw_fd()];
+            vec![ControlMessage::ScmRights(&fds)]
+        }
+        None => Vec::new(),
+    };
+    sendmsg::<()>(sync.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None)
+}
+
 fn fail(sync: &mut UnixStream, msg: &str, code: i32) -> ! {
     let _ = sync.write_all(format!("E{msg}").as_bytes());
     std::process::exit(code)
 }
 
 /// Every step before exec, in order; returns the checked exec plan.
-pub(crate) fn setup(cfg: &InitConfig) -> Result<ExecPlan, StepError> {
+pub(crate) fn setup(
+    cfg: &InitConfig,
+    pty_master: &mut Option<OwnedFd>,
+) -> Result<ExecPlan, StepError> {
     let spec = cfg.spec;
     let process = spec
         .process()
@@ -172,7 +194,15 @@ pub(crate) fn setup(cfg: &InitConfig) -> Result<ExecPlan, StepError> {
     }
     setup_rootfs(cfg)?;
     // 5. stdio and the controlling terminal.
-    setup_stdio(cfg)?;
+    let slave = if cfg.tty {
+        let (master, slave) = open_console()?;
+        *pty_master = Some(master);
+        Some(slave)
+    } else {
+        None
+    };
+    setup_stdio(cfg, slave.as_ref())?;
+    drop(slave);
     // 6. rlimits, then user and capabilities (the order matters: setuid
     //    needs CAP_SETUID, rlimits may need CAP_SYS_RESOURCE).
     set_rlimits(process)?;
@@ -226,7 +256,7 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), StepError> {
         .iter()
         .any(|op| op.destination == Path::new("/dev") && !op.is_bind())
     {
-        mounts::populate_dev(&root, spec, cfg.console.as_deref())?;
+        mounts::populate_dev(&root, spec)?;
     }
     drop(root);
     mounts::pivot_root(&cfg.rootfs)?;
@@ -313,11 +343,50 @@ fn mount_cgroups(root: &OwnedFd, op: &mounts::MountOp, cg_path: &str) -> Result<
     }
 }
 
-fn setup_stdio(cfg: &InitConfig) -> Result<(), StepError> {
-    if cfg.console.is_some() {
+/// A pty of the container's own devpts (after pivot_root): the slave is
+/// bound to `/dev/console`, the master returned for the monitor.
+fn open_console() -> Result<(OwnedFd, OwnedFd), StepError> {
+    use nix::fcntl::OFlag;
+    let e = |what: &str, err: nix::Error| format!("{what}: {}", lower(err.desc()));
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|x| e("open /dev/ptmx", x))?;
+    nix::pty::grantpt(&master).map_err(|x| e("grantpt", x))?;
+    nix::pty::unlockpt(&master).map_err(|x| e("unlockpt", x))?;
+    let name = nix::pty::ptsname_r(&master).map_err(|x| e("ptsname", x))?;
+    let slave: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(&name)
+        .map_err(|x| format!("open {name}: {}", lower(&x.to_string())))?
+        .into();
+    let console = Path::new("/dev/console");
+    if std::fs::symlink_metadata(console).is_err() {
+        std::fs::File::create(console)
+            .map_err(|x| format!("create /dev/console: {}", lower(&x.to_string())))?;
+    }
+    nix::mount::mount(
+        Some(name.as_str()),
+        console,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|x| e("bind /dev/console", x))?;
+    // SAFETY: into_raw_fd hands over the PtyMaster's fd, owned from here on.
+    let master = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
+    Ok((master, slave))
+}
+
+fn setup_stdio(cfg: &InitConfig, tty: Option<&OwnedFd>) -> Result<(), StepError> {
+    if tty.is_some() {
         nix::unistd::setsid().map_err(|e| format!("setsid: {}", lower(e.desc())))?;
     }
-    for (i, fd) in cfg.stdio.iter().enumerate() {
+    let stdio = match tty {
+        Some(s) => [s.as_raw_fd(); 3],
+        None => cfg.stdio,
+    };
+    for (i, fd) in stdio.iter().enumerate() {
         if *fd != i as RawFd {
             // SAFETY: dup2 on fds we own; the target is a stdio slot.
             if unsafe { libc::dup2(*fd, i as RawFd) } < 0 {
@@ -328,7 +397,7 @@ fn setup_stdio(cfg: &InitConfig) -> Result<(), StepError> {
             }
         }
     }
-    if cfg.console.is_some() {
+    if tty.is_some() {
         // SAFETY: TIOCSCTTY on our stdin (the pty slave), no pointers.
         if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
             return Err(format!(

@@ -313,35 +313,11 @@ impl Monitor {
         let mut outputs = Vec::new();
         let mut keep_stdin = None;
         let mut child_fds: Vec<OwnedFd> = Vec::new();
-        let console;
         let stdio: [RawFd; 3];
         if o.tty {
-            let pty = nix::pty::openpty(None, None).map_err(|e| err("openpty", e.desc()))?;
-            let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()))
-                .map_err(|e| err("pty name", e))?;
-            console = Some(slave_path);
-            stdio = [pty.slave.as_raw_fd(); 3];
-            let master2 = pty.master.try_clone().map_err(|e| err("dup pty", e))?;
-            set_nonblock(pty.master.as_raw_fd());
-            nix::fcntl::fcntl(
-                &pty.master,
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-            )
-            .ok();
-            nix::fcntl::fcntl(
-                &master2,
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-            )
-            .ok();
-            outputs.push(Output {
-                fd: pty.master,
-                framer: LineFramer::new(Stream::Stdout),
-                open: true,
-            });
-            keep_stdin = Some(master2);
-            child_fds.push(pty.slave);
+            // The child opens the pty in its own devpts and sends us the master.
+            stdio = [-1; 3];
         } else {
-            console = None;
             let (in_r, in_w) = if o.stdin {
                 let (r, w) = cloexec_pipe()?;
                 (r, Some(w))
@@ -411,7 +387,7 @@ impl Monitor {
             cgroup: Some(cg.as_ref()),
             cgroup_path: Some(cg_path.clone()),
             stdio,
-            console,
+            tty: o.tty,
         };
         // SAFETY: raw clone with no new stack behaves like fork; this process
         // is single-threaded, so the child may run ordinary code until exec.
@@ -439,9 +415,18 @@ impl Monitor {
         let pid = Pid::from_raw(ret as i32);
         drop(theirs);
         drop(child_fds);
-        let mut sync = mine;
+        let sync = mine;
         let mut buf = vec![0u8; 4096];
-        let n = sync.read(&mut buf).unwrap_or(0);
+        let (n, pty_master) = recv_ready(&sync, &mut buf);
+        if let Some(master) = pty_master {
+            set_nonblock(master.as_raw_fd());
+            keep_stdin = Some(master.try_clone().map_err(|e| err("dup pty", e))?);
+            outputs.push(Output {
+                fd: master,
+                framer: LineFramer::new(Stream::Stdout),
+                open: true,
+            });
+        }
         if n != 1 || buf[0] != b'R' {
             let msg = if n > 1 && buf[0] == b'E' {
                 String::from_utf8_lossy(&buf[1..n]).into_owned()
@@ -706,6 +691,33 @@ impl Monitor {
         self.save();
         Ok(())
     }
+}
+
+/// Reads the child's first message into `buf`: its length, and the pty
+/// master when one came with it (SCM_RIGHTS, received close-on-exec).
+fn recv_ready(sync: &UnixStream, buf: &mut [u8]) -> (usize, Option<OwnedFd>) {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let Ok(msg) = recvmsg::<()>(
+        sync.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    ) else {
+        return (0, None);
+    };
+    let mut master = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                // SAFETY: the kernel just installed these fds for us.
+                master = fds.first().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    (msg.bytes, master)
 }
 
 /// In a fresh child: default signal dispositions and an empty mask, as a

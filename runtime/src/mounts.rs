@@ -375,8 +375,9 @@ pub const DEV_SYMLINKS: &[(&str, &str)] = &[
 ];
 
 /// Creates the default devices, the spec's devices and the symlinks in the
-/// container's `/dev` (a fresh tmpfs), and binds the pty to `/dev/console`.
-pub fn populate_dev(root: &OwnedFd, spec: &Spec, console: Option<&Path>) -> Result<(), StepError> {
+/// container's `/dev` (a fresh tmpfs). `/dev/console` is bound later, to a
+/// pty of the container's own devpts (see `init.rs`).
+pub fn populate_dev(root: &OwnedFd, spec: &Spec) -> Result<(), StepError> {
     let dev = open_in_root(root, Path::new("/dev"), false)?;
     let devdir = step(
         "open",
@@ -476,20 +477,6 @@ pub fn populate_dev(root: &OwnedFd, spec: &Spec, console: Option<&Path>) -> Resu
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
             Err(e) => return step("symlink", &Path::new("/dev").join(name), Err(e)),
         }
-    }
-    if let Some(pty) = console {
-        let c = open_in_root(root, Path::new("/dev/console"), true)?;
-        step(
-            "bind console",
-            Path::new("/dev/console"),
-            mount(
-                Some(pty),
-                &fd_path(&c),
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            ),
-        )?;
     }
     Ok(())
 }

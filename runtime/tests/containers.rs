@@ -429,7 +429,7 @@ fn tty_output_is_logged_as_stdout() {
     let mut spec = f.spec(&[
         "sh",
         "-c",
-        "echo on-tty; echo also >&2; [ -t 1 ] && echo is-a-tty",
+        "echo on-tty; echo also >&2; [ -t 1 ] && echo is-a-tty; readlink /proc/self/fd/0; [ -c /dev/console ] && echo console",
     ]);
     let mut p = spec.process().clone().unwrap();
     p.set_terminal(Some(true));
@@ -449,7 +449,11 @@ fn tty_output_is_logged_as_stdout() {
         .into_iter()
         .map(|(_, s)| s.trim_end_matches('\r').to_string())
         .collect();
-    assert_eq!(out, vec!["on-tty", "also", "is-a-tty"]);
+    // The pty comes from the container's own devpts instance.
+    assert_eq!(
+        out,
+        vec!["on-tty", "also", "is-a-tty", "/dev/pts/0", "console"]
+    );
     assert!(f.log_lines("stderr").is_empty());
 }
 
