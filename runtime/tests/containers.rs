@@ -691,3 +691,53 @@ fn monitor_killed_means_unknown_and_delete_still_cleans_up() {
             .unwrap_or(true)
     }));
 }
+
+#[test]
+fn monitor_reaps_orphans_as_subreaper() {
+    let f = Fixture::new("reap");
+    // No PID namespace: the orphaned `sleep` is reparented to the monitor
+    // (child subreaper), which must reap it when it exits.
+    let mut spec = f.spec(&["sh", "-c", "sh -c 'sleep 0.6 &'; echo forked; sleep 1000"]);
+    let mut linux = spec.linux().clone().unwrap();
+    let nss: Vec<_> = linux
+        .namespaces()
+        .clone()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.typ() != LinuxNamespaceType::Pid)
+        .collect();
+    linux.set_namespaces(Some(nss));
+    spec.set_linux(Some(linux));
+    let c = f.rt.create(&f.request(&spec)).unwrap();
+    f.rt.start(&f.id).unwrap();
+    assert!(wait_until(T, || f.log().contains("forked")));
+    let children_of = |ppid: i32| -> Vec<(i32, String)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let rest: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
+            if rest[1].parse::<i32>() == Ok(ppid) {
+                out.push((pid, rest[0].to_string()));
+            }
+        }
+        out
+    };
+    // The orphan shows up under the monitor, then is reaped (no zombie).
+    let orphan_seen = wait_until(Duration::from_secs(2), || {
+        children_of(c.monitor_pid).len() >= 2
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let kids = children_of(c.monitor_pid);
+    assert!(
+        kids.iter().all(|(_, s)| s != "Z"),
+        "zombies under the monitor: {kids:?}"
+    );
+    assert_eq!(kids.iter().map(|k| k.0).collect::<Vec<_>>(), vec![c.pid]);
+    assert!(orphan_seen, "the orphan never reached the monitor");
+    f.rt.delete(&f.id, true).unwrap();
+}
