@@ -48,6 +48,11 @@ pub(crate) enum CreateReply {
 
 /// Entry point of `cria-monitor`; returns the process exit code.
 pub fn main() -> i32 {
+    // Only stdio is ours: any fd leaked by whoever started us (criad's
+    // libraries, a test harness) would otherwise live as long as the
+    // container. Nothing else is open yet.
+    // SAFETY: closes descriptors above stderr; none is in use here.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("create") => create_main(&args[2..]),
