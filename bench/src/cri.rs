@@ -36,7 +36,9 @@ pub fn pod_config_parts(
         hostname: name.to_owned(),
         log_directory: log_dir.join(name).display().to_string(),
         linux: Some(v1::LinuxPodSandboxConfig {
-            cgroup_parent: cgroup_parent.to_owned(),
+            // One cgroup per pod under the system's parent, as kubelet does
+            // (kubepods/…/pod<uid>): runtimes remove it with the pod.
+            cgroup_parent: format!("{cgroup_parent}/{name}"),
             security_context: Some(v1::LinuxSandboxSecurityContext {
                 namespace_options: Some(v1::NamespaceOption {
                     network: v1::NamespaceMode::Pod as i32,
