@@ -186,6 +186,23 @@ impl Daemon {
         }
     }
 
+    /// Runs snapshot GC after every container removal, so the snapshots of
+    /// an image removed while a container used it go with the container.
+    /// Holds the daemon weakly (the daemon owns the runtime context).
+    pub fn collect_snapshots_after_container_removal(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        self.runtime.on_container_removed(move || {
+            let Some(daemon) = weak.upgrade() else {
+                return;
+            };
+            tokio::spawn(async move {
+                if let Err(e) = daemon.collect_snapshots().await {
+                    tracing::warn!(error = %e, "snapshot gc after container removal failed");
+                }
+            });
+        });
+    }
+
     /// The GC itself; the caller holds `snapshot_gate` exclusively.
     fn collect_snapshots_now(&self) -> Result<Vec<String>, ShimError> {
         // Containers first: a container created meanwhile from a still

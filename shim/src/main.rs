@@ -116,6 +116,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "criad starting"
     );
     let daemon = Arc::new(Daemon::open(config)?);
+    daemon.collect_snapshots_after_container_removal();
     let runtime = RuntimeServiceImpl::new(daemon.runtime.clone());
     runtime.recover().await;
     cria_shim::streaming_backend::start(&daemon.runtime, &daemon.config.streaming).await?;

@@ -43,7 +43,13 @@ pub struct RuntimeContext {
     pub(crate) pod_cidr: Mutex<String>,
     /// The streaming server (exec/attach/port-forward), once started.
     pub(crate) streaming: std::sync::OnceLock<cria_streaming::StreamingServer>,
+    /// Called after a container is removed: its snapshots may now be
+    /// unreferenced (its image may be gone already), so GC gets a chance.
+    pub(crate) container_removed: std::sync::OnceLock<ContainerRemovedHook>,
 }
+
+/// See [`RuntimeContext::on_container_removed`].
+pub(crate) type ContainerRemovedHook = Box<dyn Fn() + Send + Sync>;
 
 impl RuntimeContext {
     /// Opens (creating if needed) `<root>/pods` and `<root>/containers`.
@@ -71,6 +77,7 @@ impl RuntimeContext {
             host: Arc::new(RealHost),
             pod_cidr: Mutex::new(String::new()),
             streaming: std::sync::OnceLock::new(),
+            container_removed: std::sync::OnceLock::new(),
         })
     }
 
@@ -82,6 +89,12 @@ impl RuntimeContext {
             .into_iter()
             .flat_map(|c| c.chain_ids)
             .collect()
+    }
+
+    /// Sets the hook run after each container removal (the daemon's
+    /// snapshot GC); only the first call takes effect.
+    pub fn on_container_removed(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let _ = self.container_removed.set(Box::new(hook));
     }
 
     /// The pod CIDR kubelet last set (empty until UpdateRuntimeConfig).

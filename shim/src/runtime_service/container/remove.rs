@@ -33,6 +33,9 @@ pub(crate) async fn remove(ctx: &Arc<RuntimeContext>, id: &str) -> Result<(), St
     ctx.container_names
         .release(&record.reserved_name(), &record.id);
     emit(ctx, &record, ContainerEventType::ContainerDeletedEvent);
+    if let Some(hook) = ctx.container_removed.get() {
+        hook();
+    }
     tracing::info!(container = %record.id, "container removed");
     Ok(())
 }
