@@ -120,10 +120,10 @@ async fn forward(
     let downstream = send.copy_from(conn_r);
     let (up, down) = tokio::join!(upstream, downstream);
     if let Err(e) = up.and(down.map(|_| 0)) {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            let msg = format!("error forwarding port {port} to pod {pod}: {e}");
-            let _ = error.send.write(msg.as_bytes()).await;
-        }
+        // A reset or broken connection ends only this stream: Go clients
+        // tear the whole session down on any text on the error stream, and
+        // a peer closing abruptly (RST after its reply) is ordinary.
+        tracing::debug!(%pod, port, error = %e, "port-forward connection ended with an error");
         data.send.finish().await;
     }
     error.send.finish().await;

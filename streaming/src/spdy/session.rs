@@ -302,11 +302,16 @@ impl Session {
         }
     }
 
-    /// Says GOAWAY, flushes what is queued and closes the connection.
+    /// Flushes what is queued, says GOAWAY and closes the connection.
     pub(crate) async fn close(self) {
-        let _ = self.shared.ctrl.send(WriterMsg::Frame(frame::goaway(
-            self.last_stream.load(Ordering::Acquire),
-        )));
+        // GOAWAY goes behind the queued data: Go clients stop reading at
+        // GOAWAY, and the error stream's status must reach them first.
+        let goaway = frame::goaway(self.last_stream.load(Ordering::Acquire));
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            self.shared.data.send(goaway),
+        )
+        .await;
         let _ = self.shared.ctrl.send(WriterMsg::Close);
         // The writer drains queued data first; bounded so a stuck peer
         // cannot hold the session forever.
