@@ -134,6 +134,7 @@ impl Daemon {
                 state: config.state.clone(),
                 monitor_path: config.monitor_path(),
                 cni_conf_dir: config.cni.conf_dir.clone(),
+                cni_bin_dirs: config.cni.bin_dirs.clone(),
             },
             Arc::new(StoreImages(images.clone())),
             Arc::new(OverlayRootfs(snapshots.clone())),

@@ -22,8 +22,10 @@ pub struct RuntimeServiceConfig {
     pub state: PathBuf,
     /// The `cria-monitor` binary.
     pub monitor_path: PathBuf,
-    /// The CNI conf dir (for NetworkReady).
+    /// The CNI conf dir (network config; NetworkReady).
     pub cni_conf_dir: PathBuf,
+    /// Where CNI plugins are looked for, in order.
+    pub cni_bin_dirs: Vec<PathBuf>,
 }
 
 /// Stores, name indexes, events and the seams to the runtime, the images
@@ -41,6 +43,8 @@ pub struct RuntimeContext {
     pub(crate) host: Arc<dyn HostView>,
     /// Pod CIDR from UpdateRuntimeConfig, offered to CNI plugins.
     pub(crate) pod_cidr: Mutex<String>,
+    /// The CNI client (pod networks; its result cache is `<root>/cni-cache`).
+    pub(crate) cni: cria_cni::Cni,
     /// The streaming server (exec/attach/port-forward), once started.
     pub(crate) streaming: std::sync::OnceLock<cria_streaming::StreamingServer>,
     /// Called after a container is removed: its snapshots may now be
@@ -64,7 +68,13 @@ impl RuntimeContext {
             monitor_path: config.monitor_path.clone(),
             state_root: config.state.clone(),
         });
+        let mut cni_options = cria_cni::CniOptions::new(config.root.join("cni-cache"));
+        cni_options.conf_dir = config.cni_conf_dir.clone();
+        if !config.cni_bin_dirs.is_empty() {
+            cni_options.bin_dirs = config.cni_bin_dirs.clone();
+        }
         Ok(RuntimeContext {
+            cni: cria_cni::Cni::new(cni_options),
             sandboxes: Store::open(config.root.join("pods")).map_err(to_io)?,
             containers: Store::open(config.root.join("containers")).map_err(to_io)?,
             config,

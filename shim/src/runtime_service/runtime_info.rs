@@ -51,23 +51,22 @@ fn runtime_ready(monitor: &Path) -> Result<(), (&'static str, String)> {
     }
 }
 
-/// The network is ready when the CNI conf dir holds a usable config; read
-/// anew on each call so a config added later is seen without a restart.
-fn network_ready(conf_dir: &Path) -> Result<(), (&'static str, String)> {
-    match cria_cni::load_first(conf_dir) {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err((
-            "NetworkPluginNotReady",
-            format!("no CNI network config found in {}", conf_dir.display()),
-        )),
-        Err(e) => Err(("NetworkPluginNotReady", format!("CNI config: {e}"))),
+/// The network is ready when the CNI conf dir holds a usable config whose
+/// plugins are installed; re-read when the dir changes, so a config added
+/// later is seen without a restart.
+fn network_ready(cni: &cria_cni::Cni) -> Result<(), (&'static str, String)> {
+    let status = cni.status();
+    if status.ready {
+        Ok(())
+    } else {
+        Err(("NetworkPluginNotReady", status.message))
     }
 }
 
 pub(crate) fn status(ctx: &RuntimeContext, req: &cri::StatusRequest) -> cri::StatusResponse {
     let conditions = vec![
         condition("RuntimeReady", runtime_ready(&ctx.config.monitor_path)),
-        condition("NetworkReady", network_ready(&ctx.config.cni_conf_dir)),
+        condition("NetworkReady", network_ready(&ctx.cni)),
     ];
     let mut info = HashMap::new();
     if req.verbose {
@@ -138,21 +137,25 @@ mod tests {
     #[test]
     fn readiness_checks_report_why() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = network_ready(tmp.path()).unwrap_err();
+        let mut opts = cria_cni::CniOptions::new(tmp.path().join("cache"));
+        opts.conf_dir = tmp.path().join("net.d");
+        std::fs::create_dir(&opts.conf_dir).unwrap();
+        let err = network_ready(&cria_cni::Cni::new(opts.clone())).unwrap_err();
         assert_eq!(err.0, "NetworkPluginNotReady");
-        assert!(err.1.contains(&tmp.path().display().to_string()));
+        assert!(!err.1.is_empty());
         std::fs::write(
-            tmp.path().join("10-lo.conflist"),
+            opts.conf_dir.join("10-lo.conflist"),
             r#"{"cniVersion":"1.0.0","name":"lo","plugins":[{"type":"loopback"}]}"#,
         )
         .unwrap();
-        assert!(network_ready(tmp.path()).is_ok());
+        // Debian's containernetworking-plugins (/usr/lib/cni) has loopback.
+        assert!(network_ready(&cria_cni::Cni::new(opts.clone())).is_ok());
 
         assert_eq!(
             runtime_ready(&tmp.path().join("nope")).unwrap_err().0,
             "MonitorNotFound"
         );
-        let plain = tmp.path().join("10-lo.conflist");
+        let plain = opts.conf_dir.join("10-lo.conflist");
         assert_eq!(runtime_ready(&plain).unwrap_err().0, "MonitorNotExecutable");
         assert!(runtime_ready(Path::new("/bin/sh")).is_ok());
     }

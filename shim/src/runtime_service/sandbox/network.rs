@@ -1,25 +1,85 @@
-//! The pod network seam. Today a pod's own network namespace has loopback
-//! only (brought up by the runtime when it creates the namespace); the CNI
-//! issue plugs `cria_cni` in here: ADD in [`attach`], DEL in [`detach`].
+//! The pod network seam: CNI ADD after the pod's network namespace exists,
+//! CNI DEL when the pod stops (and on rollback). Host-network pods skip CNI.
+//! Without a usable CNI config the pod keeps loopback only (brought up by
+//! the runtime) and Status reports NetworkReady false, which is what keeps
+//! kubelet from scheduling networked pods here.
 
 use crate::runtime_service::store::sandbox::{PodNetwork, SandboxRecord};
 use crate::runtime_service::RuntimeContext;
+use cria_cni::{CapabilityArgs, DnsCapability, PortMapping, RuntimeConf};
+use std::path::Path;
 use tonic::Status;
 
-/// Connects the pod's network namespace; returns its addresses. Host
-/// network pods and loopback-only pods have none to report.
-pub(crate) fn attach(
-    _ctx: &RuntimeContext,
-    _sandbox: &SandboxRecord,
-) -> Result<PodNetwork, Status> {
-    Ok(PodNetwork::default())
+/// What CNI is told about the pod: ids, port mappings, DNS, the pod CIDR.
+fn runtime_conf(ctx: &RuntimeContext, sandbox: &SandboxRecord, netns: &Path) -> RuntimeConf {
+    let meta = sandbox.metadata();
+    let mut rt =
+        RuntimeConf::new(&sandbox.id, netns).with_pod(&meta.namespace, &meta.name, &meta.uid);
+    rt.capabilities.port_mappings = sandbox
+        .config
+        .port_mappings
+        .iter()
+        .filter_map(|p| {
+            Some(PortMapping::new(
+                u16::try_from(p.host_port).ok()?,
+                u16::try_from(p.container_port).ok()?,
+                p.protocol().as_str_name(),
+                &p.host_ip,
+            ))
+        })
+        .collect();
+    if let Some(dns) = &sandbox.config.dns_config {
+        rt.capabilities.dns = Some(DnsCapability {
+            servers: dns.servers.clone(),
+            searches: dns.searches.clone(),
+            options: dns.options.clone(),
+        });
+    }
+    let cidr = ctx.pod_cidr();
+    if !cidr.is_empty() {
+        rt.capabilities.ip_ranges = CapabilityArgs::ip_ranges_from_pod_cidrs(&[cidr]);
+    }
+    rt
 }
 
-/// Disconnects the pod (idempotent; must work after a criad restart and
-/// when the namespace is already gone).
-pub(crate) fn detach(_ctx: &RuntimeContext, sandbox: &SandboxRecord) -> Result<(), Status> {
-    if sandbox.network.attached {
-        tracing::debug!(sandbox = %sandbox.id, "no network plugin: nothing to detach");
+/// Connects the pod's network namespace (CNI ADD); returns its addresses.
+/// Runs on a blocking thread (RunPodSandbox's setup), so it waits for the
+/// async CNI client with `block_on`. On failure CNI has already run DEL.
+pub(crate) fn attach(ctx: &RuntimeContext, sandbox: &SandboxRecord) -> Result<PodNetwork, Status> {
+    let Some(netns) = &sandbox.namespaces.network else {
+        return Ok(PodNetwork::default());
+    };
+    let status = ctx.cni.status();
+    if !status.ready {
+        tracing::info!(sandbox = %sandbox.id, reason = %status.message, "no CNI network: loopback only");
+        return Ok(PodNetwork::default());
     }
-    Ok(())
+    let rt = runtime_conf(ctx, sandbox, netns);
+    let attachment = tokio::runtime::Handle::current()
+        .block_on(ctx.cni.add(&rt))
+        .map_err(|e| Status::unknown(format!("pod sandbox {}: network setup: {e}", sandbox.id)))?;
+    let mut ips = attachment.pod_ips.iter().map(|ip| ip.to_string());
+    let network = PodNetwork {
+        ip: ips.next().unwrap_or_default(),
+        additional_ips: ips.collect(),
+        attached: true,
+    };
+    tracing::info!(sandbox = %sandbox.id, network = %attachment.network, ip = %network.ip, "pod network attached");
+    Ok(network)
+}
+
+/// Disconnects the pod (CNI DEL with the cached config, so it works after a
+/// restart or a config change, and when the namespace is already gone).
+/// Only for pods that were attached; idempotent.
+pub(crate) async fn detach(ctx: &RuntimeContext, sandbox: &SandboxRecord) -> Result<(), Status> {
+    if !sandbox.network.attached {
+        return Ok(());
+    }
+    let Some(netns) = &sandbox.namespaces.network else {
+        return Ok(());
+    };
+    ctx.cni
+        .del(&runtime_conf(ctx, sandbox, netns))
+        .await
+        .map_err(|e| Status::unknown(format!("pod sandbox {}: network teardown: {e}", sandbox.id)))
 }

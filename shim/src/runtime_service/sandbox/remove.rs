@@ -22,7 +22,7 @@ pub(crate) async fn remove(ctx: &Arc<RuntimeContext>, id: &str) -> Result<(), St
             container::remove::remove(ctx, &c.id).await?;
         }
     }
-    network::detach(ctx, &record)?;
+    network::detach(ctx, &record).await?;
     let rt_ctx = ctx.clone();
     let sandbox_id = record.id.clone();
     blocking(move || rt_ctx.runtime.remove_sandbox(&sandbox_id))

@@ -179,12 +179,20 @@ fn create(
     };
     if !host_network {
         record.network = network::attach(ctx, &record)?;
-        let (ctx, attached) = (ctx.clone(), record.clone());
+        let (rb_ctx, attached) = (ctx.clone(), record.clone());
         rollback.push("network", move || {
-            if let Err(e) = network::detach(&ctx, &attached) {
+            // Rollback runs on this blocking thread: wait for CNI DEL here.
+            let del = network::detach(&rb_ctx, &attached);
+            if let Err(e) = tokio::runtime::Handle::current().block_on(del) {
                 tracing::warn!(sandbox = %attached.id, error = %e, "rollback: network detach failed");
             }
         });
+        if !record.network.ip.is_empty() {
+            // Now that the pod has an address, its hostname resolves to it.
+            let hosts = render_hosts(&hostname, Some(&record.network.ip));
+            write_pod_files(&record.dir, &hostname, &hosts, &resolv)
+                .map_err(|e| io("write pod files", e))?;
+        }
     }
     ctx.sandboxes.add(record).map_err(Status::from)?;
     rollback.disarm();

@@ -25,7 +25,7 @@ pub(crate) async fn stop(ctx: &Arc<RuntimeContext>, id: &str) -> Result<(), Stat
             container::stop::stop(ctx, &c.id, 0).await?;
         }
     }
-    network::detach(ctx, &record)?;
+    network::detach(ctx, &record).await?;
     entry.update(|r| {
         r.state = SandboxState::NotReady;
         r.network.attached = false;
