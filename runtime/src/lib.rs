@@ -12,6 +12,7 @@
 //! - `netns/<sandbox-id>` pinned network namespace
 //! - `pods/<sandbox-id>/ns/{ipc,uts,pid}`, `pods/<sandbox-id>/shm`
 
+pub mod attach;
 pub mod cgroup;
 mod container;
 pub mod devices_bpf;
@@ -22,6 +23,7 @@ pub mod log;
 pub mod monitor;
 pub mod mounts;
 pub mod sandbox;
+pub mod seccomp;
 mod state;
 
 pub use cgroup::CgroupStats;

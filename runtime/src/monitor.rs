@@ -232,6 +232,8 @@ struct Monitor {
     outputs: Vec<Output>,
     /// Held for attach (issue 7): stdin write end or the pty master.
     _stdin: Option<OwnedFd>,
+    /// Attach clients (`attach.rs`).
+    attach: crate::attach::AttachHub,
     log: LogFile,
     listener: UnixListener,
     sigfd: SignalFd,
@@ -476,6 +478,13 @@ impl Monitor {
         let listener =
             UnixListener::bind(&sock).map_err(|e| fail(err("bind control socket", e)))?;
         listener.set_nonblocking(true).ok();
+        let dup = |fd: &Option<OwnedFd>| fd.as_ref().and_then(|f| f.try_clone().ok());
+        let attach = crate::attach::AttachHub::bind(
+            &o.dir,
+            dup(&keep_stdin),
+            if o.tty { dup(&keep_stdin) } else { None },
+        )
+        .map_err(fail)?;
         let cgroup = cg_out.take().expect("cgroup stored above");
         Ok(Monitor {
             dir: o.dir.clone(),
@@ -484,6 +493,7 @@ impl Monitor {
             sync: Some(sync),
             outputs,
             _stdin: keep_stdin,
+            attach,
             log,
             listener,
             sigfd,
@@ -516,6 +526,8 @@ impl Monitor {
             for i in &open {
                 fds.push(PollFd::new(self.outputs[*i].fd.as_fd(), PollFlags::POLLIN));
             }
+            let attach_at = fds.len();
+            fds.extend(self.attach.poll_fds());
             let timeout = if trim_pending {
                 PollTimeout::from(100u16)
             } else {
@@ -539,10 +551,12 @@ impl Monitor {
                 .filter(|(k, _)| ready(&fds[k + 2]))
                 .map(|(_, i)| *i)
                 .collect();
+            let attach_ready: Vec<bool> = fds[attach_at..].iter().map(ready).collect();
             drop(fds);
             for i in outs {
                 self.read_output(i);
             }
+            self.attach.handle(&attach_ready);
             if accept {
                 self.handle_control();
                 trim_pending = true;
@@ -567,7 +581,15 @@ impl Monitor {
                     o.open = false;
                     break;
                 }
-                Ok(n) => o.framer.push(&buf[..n], SystemTime::now(), &mut out),
+                Ok(n) => {
+                    o.framer.push(&buf[..n], SystemTime::now(), &mut out);
+                    let kind = if i == 0 {
+                        crate::attach::FRAME_STDOUT
+                    } else {
+                        crate::attach::FRAME_STDERR
+                    };
+                    self.attach.broadcast(kind, &buf[..n]);
+                }
                 Err(nix::errno::Errno::EAGAIN) => break,
                 Err(nix::errno::Errno::EINTR) => continue,
                 // EIO: the pty's last slave fd was closed.
@@ -646,6 +668,8 @@ impl Monitor {
         self.state.status = Status::Stopped;
         self.save();
         let _ = std::fs::remove_file(self.dir.join(state::CONTROL_SOCKET));
+        self.attach.close();
+        let _ = std::fs::remove_file(self.dir.join(crate::attach::ATTACH_SOCKET));
         self.reap();
     }
 

@@ -341,6 +341,108 @@ async fn run_exec(
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
+/// Attaches to the container's monitor (`attach.sock`) until the container
+/// exits (the monitor closes the socket) or the client leaves (the future is
+/// dropped, which closes our connection).
+async fn run_attach(
+    ctx: Arc<RuntimeContext>,
+    req: AttachRequest,
+    io: StreamIo,
+) -> Result<Option<i32>, BackendError> {
+    use cria_runtime::attach::{
+        encode_frame, take_frames, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN, FRAME_STDOUT,
+    };
+    use tokio::io::AsyncReadExt;
+    let record = running_container(&ctx, &req.container_id).map_err(backend_err)?;
+    let path = ctx.runtime.attach_socket(&record.id);
+    let sock = tokio::net::UnixStream::connect(&path)
+        .await
+        .map_err(|e| BackendError::new(format!("attach to container {}: {e}", record.id)))?;
+    let (mut rd, wr) = sock.into_split();
+    let wr = Arc::new(tokio::sync::Mutex::new(wr));
+    let StreamIo {
+        stdin,
+        mut stdout,
+        mut stderr,
+        resize,
+    } = io;
+    let mut tasks = Vec::new();
+    if let Some(mut stdin) = stdin {
+        let wr = wr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n) = stdin.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let frame = encode_frame(FRAME_STDIN, &buf[..n]);
+                if wr.lock().await.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    if let Some(mut sizes) = resize {
+        let wr = wr.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(s) = sizes.recv().await {
+                let mut p = s.width.to_be_bytes().to_vec();
+                p.extend_from_slice(&s.height.to_be_bytes());
+                if wr
+                    .lock()
+                    .await
+                    .write_all(&encode_frame(FRAME_RESIZE, &p))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }));
+    }
+    let mut inbuf = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    let result = loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break Ok(()),
+            Ok(n) => n,
+        };
+        inbuf.extend_from_slice(&buf[..n]);
+        let frames = match take_frames(&mut inbuf) {
+            Ok(f) => f,
+            Err(e) => break Err(BackendError::new(e)),
+        };
+        for (kind, data) in frames {
+            let out = match kind {
+                FRAME_STDOUT => stdout.as_mut(),
+                FRAME_STDERR => stderr.as_mut(),
+                _ => None,
+            };
+            if let Some(w) = out {
+                // The client stopped reading: it is leaving.
+                if w.write_all(&data).await.is_err() {
+                    return Ok(None);
+                }
+            }
+        }
+    };
+    for t in tasks {
+        t.abort();
+    }
+    result?;
+    for w in [stdout.as_mut(), stderr.as_mut()].into_iter().flatten() {
+        let _ = w.shutdown().await;
+    }
+    // The monitor closes attach clients after recording the exit.
+    let rt_ctx = ctx.clone();
+    let id = record.id.clone();
+    let state = tokio::task::spawn_blocking(move || rt_ctx.runtime.state(&id))
+        .await
+        .map_err(|e| BackendError::new(format!("attach: {e}")))?
+        .map_err(|e| backend_err(runtime_status(e)))?;
+    Ok(state.exit_code)
+}
+
 /// Connects to 127.0.0.1:`port` in the network namespace at `netns` (the
 /// host's when `None`). setns happens on a thread of its own, which exits
 /// afterwards: a tokio worker must never change namespace.
@@ -383,14 +485,10 @@ impl StreamingBackend for ShimBackend {
     fn attach(
         &self,
         req: AttachRequest,
-        _io: StreamIo,
+        io: StreamIo,
     ) -> BoxFuture<'static, Result<Option<i32>, BackendError>> {
-        Box::pin(async move {
-            Err(BackendError::new(format!(
-                "attach to container {} is not supported by this criad yet",
-                req.container_id
-            )))
-        })
+        let ctx = self.ctx();
+        Box::pin(async move { run_attach(ctx?, req, io).await })
     }
 
     fn port_forward(

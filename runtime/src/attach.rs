@@ -1,0 +1,263 @@
+//! Attach: the monitor shares the container's output with any number of
+//! clients on `attach.sock` in the container's state dir, and feeds their
+//! input to the container's stdin (or pty) and resizes to the pty. The log
+//! keeps being written independently.
+//!
+//! Wire format, both directions: frames of `[kind u8][len u32 BE][payload]`.
+//! Monitor → client: [`FRAME_STDOUT`], [`FRAME_STDERR`] (with a tty all
+//! output is stdout). Client → monitor: [`FRAME_STDIN`], [`FRAME_RESIZE`]
+//! (payload width u16 BE, height u16 BE). The monitor closes every client
+//! when the container exits.
+//!
+//! The monitor stays single-threaded: all sockets are non-blocking and
+//! polled by its loop. A client that cannot keep up (its socket buffer is
+//! full) is disconnected rather than allowed to stall the container; input
+//! the container does not read at once is dropped for the same reason.
+
+use nix::poll::{PollFd, PollFlags};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+
+/// Name of the attach socket in the container's state dir.
+pub const ATTACH_SOCKET: &str = "attach.sock";
+/// Frame kind: container stdout (or pty output).
+pub const FRAME_STDOUT: u8 = 1;
+/// Frame kind: container stderr.
+pub const FRAME_STDERR: u8 = 2;
+/// Frame kind: input for the container's stdin.
+pub const FRAME_STDIN: u8 = 0;
+/// Frame kind: terminal size.
+pub const FRAME_RESIZE: u8 = 3;
+/// Largest frame a client may send.
+const MAX_FRAME: usize = 1 << 20;
+
+/// Encodes one frame.
+pub fn encode_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(5 + payload.len());
+    f.push(kind);
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Splits complete frames off the front of `buf`.
+pub fn take_frames(buf: &mut Vec<u8>) -> Result<Vec<(u8, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while buf.len() - pos >= 5 {
+        let len =
+            u32::from_be_bytes([buf[pos + 1], buf[pos + 2], buf[pos + 3], buf[pos + 4]]) as usize;
+        if len > MAX_FRAME {
+            return Err(format!("attach frame of {len} bytes is too large"));
+        }
+        if buf.len() - pos - 5 < len {
+            break;
+        }
+        out.push((buf[pos], buf[pos + 5..pos + 5 + len].to_vec()));
+        pos += 5 + len;
+    }
+    buf.drain(..pos);
+    Ok(out)
+}
+
+struct Client {
+    sock: UnixStream,
+    inbuf: Vec<u8>,
+}
+
+/// The monitor's attach endpoint.
+pub(crate) struct AttachHub {
+    listener: UnixListener,
+    clients: Vec<Client>,
+    /// Where client input goes: the stdin pipe's write end or the pty master.
+    stdin: Option<OwnedFd>,
+    /// The pty master, for resizes.
+    pty: Option<OwnedFd>,
+}
+
+impl AttachHub {
+    /// Binds `attach.sock` in `dir`.
+    pub(crate) fn bind(
+        dir: &Path,
+        stdin: Option<OwnedFd>,
+        pty: Option<OwnedFd>,
+    ) -> Result<Self, String> {
+        let listener = UnixListener::bind(dir.join(ATTACH_SOCKET))
+            .map_err(|e| format!("bind attach socket: {e}"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("attach socket: {e}"))?;
+        if let Some(fd) = &stdin {
+            set_nonblocking(fd.as_fd());
+        }
+        Ok(AttachHub {
+            listener,
+            clients: Vec::new(),
+            stdin,
+            pty,
+        })
+    }
+
+    /// The fds to poll for input: the listener, then each client.
+    pub(crate) fn poll_fds(&self) -> Vec<PollFd<'_>> {
+        std::iter::once(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN))
+            .chain(
+                self.clients
+                    .iter()
+                    .map(|c| PollFd::new(c.sock.as_fd(), PollFlags::POLLIN)),
+            )
+            .collect()
+    }
+
+    /// Handles readiness as reported for [`Self::poll_fds`] (same order).
+    pub(crate) fn handle(&mut self, ready: &[bool]) {
+        // Clients first: accepting shifts nothing before them.
+        let mut gone = Vec::new();
+        for (k, c) in self.clients.iter_mut().enumerate() {
+            if !ready.get(k + 1).copied().unwrap_or(false) {
+                continue;
+            }
+            let mut buf = [0u8; 16 * 1024];
+            match c.sock.read(&mut buf) {
+                Ok(0) => gone.push(k),
+                Ok(n) => {
+                    c.inbuf.extend_from_slice(&buf[..n]);
+                    match take_frames(&mut c.inbuf) {
+                        Ok(frames) => {
+                            for (kind, payload) in frames {
+                                apply_input(self.stdin.as_ref(), self.pty.as_ref(), kind, &payload);
+                            }
+                        }
+                        Err(_) => gone.push(k),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => gone.push(k),
+            }
+        }
+        for k in gone.into_iter().rev() {
+            self.clients.remove(k);
+        }
+        if ready.first().copied().unwrap_or(false) {
+            while let Ok((sock, _)) = self.listener.accept() {
+                if sock.set_nonblocking(true).is_ok() {
+                    self.clients.push(Client {
+                        sock,
+                        inbuf: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sends output to every client; drops those that cannot take it now.
+    pub(crate) fn broadcast(&mut self, kind: u8, data: &[u8]) {
+        if self.clients.is_empty() || data.is_empty() {
+            return;
+        }
+        let frame = encode_frame(kind, data);
+        self.clients
+            .retain_mut(|c| matches!(c.sock.write(&frame), Ok(n) if n == frame.len()));
+    }
+
+    /// Disconnects every client (the container exited).
+    pub(crate) fn close(&mut self) {
+        self.clients.clear();
+    }
+}
+
+fn set_nonblocking(fd: BorrowedFd<'_>) {
+    if let Ok(fl) = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL) {
+        let fl = nix::fcntl::OFlag::from_bits_retain(fl) | nix::fcntl::OFlag::O_NONBLOCK;
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(fl));
+    }
+}
+
+fn apply_input(stdin: Option<&OwnedFd>, pty: Option<&OwnedFd>, kind: u8, payload: &[u8]) {
+    match kind {
+        FRAME_STDIN => {
+            if let Some(fd) = stdin {
+                // Non-blocking: what the container does not take now is lost.
+                let _ = nix::unistd::write(fd, payload);
+            }
+        }
+        FRAME_RESIZE if payload.len() == 4 => {
+            if let Some(fd) = pty {
+                let w = u16::from_be_bytes([payload[0], payload[1]]);
+                let h = u16::from_be_bytes([payload[2], payload[3]]);
+                let _ = crate::exec_stream::resize_pty(fd.as_fd(), w, h);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_at_their_boundaries() {
+        let mut buf = encode_frame(FRAME_STDIN, b"abc");
+        buf.extend(encode_frame(FRAME_RESIZE, &[0, 80, 0, 24]));
+        let partial = encode_frame(FRAME_STDIN, b"rest");
+        buf.extend(&partial[..3]);
+        let got = take_frames(&mut buf).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (FRAME_STDIN, b"abc".to_vec()),
+                (FRAME_RESIZE, vec![0, 80, 0, 24])
+            ]
+        );
+        buf.extend(&partial[3..]);
+        assert_eq!(
+            take_frames(&mut buf).unwrap(),
+            vec![(FRAME_STDIN, b"rest".to_vec())]
+        );
+        assert!(buf.is_empty());
+        let mut huge = vec![0u8, 0xff, 0xff, 0xff, 0xff];
+        assert!(take_frames(&mut huge).is_err());
+    }
+
+    #[test]
+    fn two_clients_get_the_output_and_input_reaches_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        set_nonblocking(r.as_fd());
+        let mut hub = AttachHub::bind(dir.path(), Some(w), None).unwrap();
+        let mut a = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
+        let mut b = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
+        hub.handle(&[true]);
+        assert_eq!(hub.clients.len(), 2);
+        hub.broadcast(FRAME_STDOUT, b"hello");
+        for c in [&mut a, &mut b] {
+            let mut got = [0u8; 10];
+            c.read_exact(&mut got).unwrap();
+            assert_eq!(&got[..], &encode_frame(FRAME_STDOUT, b"hello")[..]);
+        }
+        a.write_all(&encode_frame(FRAME_STDIN, b"typed")).unwrap();
+        // Bounded wait for the bytes to be readable by the hub.
+        for _ in 0..100 {
+            let ready = vec![false, true, false];
+            hub.handle(&ready);
+            let mut out = [0u8; 5];
+            let n = nix::unistd::read(&r, &mut out).unwrap_or(0);
+            if n > 0 {
+                assert_eq!(&out[..n], b"typed");
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("input never reached stdin");
+    }
+}
+
+impl crate::Runtime {
+    /// The attach socket of container `id` (present while it runs).
+    pub fn attach_socket(&self, id: &str) -> std::path::PathBuf {
+        self.container_dir(id).join(ATTACH_SOCKET)
+    }
+}

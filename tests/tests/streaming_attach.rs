@@ -1,0 +1,101 @@
+//! Issue 7: attach — two clients at once on a container's stdio through
+//! the monitor's attach socket, while the CRI log keeps being written.
+
+mod streaming_common;
+
+use std::time::Duration;
+
+use cria_proto::v1;
+use cria_tests::pod::{log_path, remove_pod, PodEnv};
+use futures::StreamExt;
+use streaming_common::*;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Reads stdout messages until `needle` shows up (bounded).
+async fn wait_stdout(ws: &mut Ws, needle: &str) -> String {
+    let mut seen = String::new();
+    tokio::time::timeout(LIMIT, async {
+        while !seen.contains(needle) {
+            let msg = ws.next().await.expect("open").expect("message");
+            if let Some((1, d)) = ws_decode(&msg) {
+                seen.push_str(&String::from_utf8_lossy(&d));
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{needle:?} not seen; got {seen:?}"));
+    seen
+}
+
+#[tokio::test]
+async fn two_attach_clients_share_the_container_stdio() {
+    let env = PodEnv::start().await.expect("env");
+    let mut rt = env.rt().await.expect("client");
+    let pod = env.pod_config("attach").expect("pod config");
+    let pod_id = env.run_pod(&mut rt, &pod).await.expect("pod");
+    let mut cfg = env.container_config(
+        "main",
+        &[
+            "sh",
+            "-c",
+            "while read l; do [ \"$l\" = quit ] && exit 4; echo \"got:$l\"; done",
+        ],
+    );
+    cfg.stdin = true;
+    let ctr = env
+        .create_start(&mut rt, &pod_id, &pod, &cfg)
+        .await
+        .expect("container");
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let url = rt
+            .attach(v1::AttachRequest {
+                container_id: ctr.clone(),
+                stdin: true,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .expect("Attach")
+            .into_inner()
+            .url;
+        let (ws, _) = ws_connect(&url, "v5.channel.k8s.io")
+            .await
+            .expect("connect");
+        clients.push(ws);
+    }
+    // Both attached: input from either reaches the container, output both.
+    // (The monitor registers a client when it polls; retry the first line.)
+    let (a, b) = clients.split_at_mut(1);
+    let (a, b) = (&mut a[0], &mut b[0]);
+    let mut seen_a = String::new();
+    for i in 0..50 {
+        ws_send(a, ws_msg(false, 0, format!("hello{i}\n").as_bytes()))
+            .await
+            .expect("stdin");
+        if let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(200), a.next()).await {
+            if let Some((1, d)) = ws_decode(&m) {
+                seen_a.push_str(&String::from_utf8_lossy(&d));
+                break;
+            }
+        }
+    }
+    assert!(seen_a.contains("got:hello"), "client a: {seen_a:?}");
+    ws_send(b, ws_msg(false, 0, b"from-b\n"))
+        .await
+        .expect("stdin b");
+    wait_stdout(a, "got:from-b").await;
+    wait_stdout(b, "got:from-b").await;
+    // The container exits: both sessions end with its exit code.
+    ws_send(a, ws_msg(false, 0, b"quit\n")).await.expect("quit");
+    for ws in clients.iter_mut() {
+        let o = ws_collect(ws, false, LIMIT).await.expect("end");
+        assert_eq!(o.exit_code().expect("status"), 4, "{o:?}");
+    }
+    // The log was written all along.
+    let log = std::fs::read_to_string(log_path(&pod, &cfg)).expect("log");
+    assert!(log.contains("got:from-b"), "{log}");
+    remove_pod(&mut rt, &pod_id).await.expect("remove");
+}
