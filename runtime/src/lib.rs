@@ -23,7 +23,6 @@ pub mod log;
 pub mod monitor;
 pub mod mounts;
 pub mod sandbox;
-pub mod seccomp;
 mod state;
 
 pub use cgroup::CgroupStats;
