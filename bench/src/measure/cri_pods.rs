@@ -89,9 +89,14 @@ fn idle_memory(ctx: &mut Ctx, systems: &[System; 2]) {
     if missed {
         // Where the resident memory is: the kernel's own breakdown.
         if let Some(pid) = systems[0].daemon_pid() {
-            let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+            let rollup =
+                std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            let threads = status.lines().find(|l| l.starts_with("Threads:")).unwrap_or("").to_string();
+            let threads = status
+                .lines()
+                .find(|l| l.starts_with("Threads:"))
+                .unwrap_or("")
+                .to_string();
             let rss = status
                 .lines()
                 .filter(|l| l.starts_with("Rss") || l.starts_with("VmRSS"))
@@ -538,7 +543,9 @@ async fn list(ctx: &mut Ctx, systems: &[System; 2]) -> Result<()> {
     if slower && !ctx.quick {
         let tracer = systems[0].daemon_pid().and_then(|p| ctx.begin_profile(p));
         for _ in 0..20 {
-            let _ = clients[0].list_containers(v1::ListContainersRequest::default()).await;
+            let _ = clients[0]
+                .list_containers(v1::ListContainersRequest::default())
+                .await;
         }
         ctx.end_profile(
             &format!("criad during 20 ListContainers with {total} containers (`strace -c -f -p <criad>`)"),

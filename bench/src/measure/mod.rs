@@ -46,12 +46,13 @@ impl Ctx {
         }
     }
 
-    /// Runs `cmd` once under `strace -c -f` and keeps the summary.
+    /// Runs `cmd` once under `strace -c -w -f` (wall-clock time per
+    /// syscall, children included) and keeps the summary.
     pub fn profile_command(&mut self, title: &str, cmd: &mut Command) {
         let Ok(dir) = tempfile::tempdir() else { return };
         let out = dir.path().join("strace.txt");
         let status = Command::new("strace")
-            .args(["-c", "-f", "-o"])
+            .args(["-c", "-w", "-f", "-o"])
             .arg(&out)
             .arg(cmd.get_program())
             .args(cmd.get_args())
@@ -62,12 +63,12 @@ impl Ctx {
         self.keep_profile(title, status.map(|_| ()), &out);
     }
 
-    /// Attaches `strace -c -f` to `pid` and returns the tracer; finish it
+    /// Attaches `strace -c -w -f` to `pid` and returns the tracer; finish it
     /// with [`Ctx::end_profile`] after the work to profile.
     pub fn begin_profile(&self, pid: i32) -> Option<(Child, tempfile::TempDir)> {
         let dir = tempfile::tempdir().ok()?;
         let child = Command::new("strace")
-            .args(["-c", "-f", "-p", &pid.to_string(), "-o"])
+            .args(["-c", "-w", "-f", "-p", &pid.to_string(), "-o"])
             .arg(dir.path().join("strace.txt"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

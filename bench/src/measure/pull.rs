@@ -1,6 +1,7 @@
-//! 3. Pull and unpack from the loopback registry into an empty store: criad
-//! vs containerd (a fresh instance for every run), beside `skopeo copy` +
-//! `tar -xzf` of the same layers and the single-core `gzip -dc` of their bytes.
+//! Measurement 3, pull and unpack from the loopback registry into an empty
+//! store: criad vs containerd (a fresh instance for every run), beside
+//! skopeo copy + tar -xzf of the same layers and the single-core gzip -dc of
+//! their bytes.
 
 use std::fs;
 use std::path::Path;

@@ -1,5 +1,5 @@
-//! 1. Runtime start: `run` (create+start+wait+delete) of `/bin/true` from one
-//! OCI bundle by runc, crun and cria-oci, interleaved run by run.
+//! Measurement 1, runtime start: `run` (create+start+wait+delete) of
+//! `/bin/true` from one OCI bundle by runc, crun and cria-oci, interleaved.
 
 use std::fs;
 use std::path::{Path, PathBuf};
