@@ -32,6 +32,8 @@ pub(crate) struct InitConfig<'a> {
     /// Give the process a pty from the container's own devpts (bound to
     /// `/dev/console`); its master goes to the monitor over the sync socket.
     pub tty: bool,
+    /// The compiled seccomp filter, loaded last.
+    pub seccomp: Option<&'a crate::seccomp::Filters>,
 }
 
 /// The namespaces of the spec: (clone flag, optional path to join).
@@ -64,11 +66,40 @@ pub(crate) struct ExecPlan {
     path: CString,
     args: Vec<CString>,
     env: Vec<CString>,
+    /// Loaded right before execve (with no_new_privs set).
+    seccomp: Option<crate::seccomp::Filters>,
+}
+
+/// Loads `filters` now when the process keeps no_new_privs off: the kernel
+/// then requires CAP_SYS_ADMIN, which only the still-root process has (as
+/// runc does; the profile must allow the few setup calls that follow).
+/// Returns what remains to be loaded right before execve.
+pub(crate) fn seccomp_before_user(
+    p: &Process,
+    filters: Option<crate::seccomp::Filters>,
+) -> Result<Option<crate::seccomp::Filters>, StepError> {
+    match filters {
+        Some(f) if p.no_new_privileges() != Some(true) => {
+            f.apply().map_err(|e| e.to_string())?;
+            Ok(None)
+        }
+        other => Ok(other),
+    }
 }
 
 impl ExecPlan {
+    /// The plan with a seccomp filter to load just before execve.
+    pub(crate) fn with_seccomp(mut self, f: Option<crate::seccomp::Filters>) -> Self {
+        self.seccomp = f;
+        self
+    }
+
     /// execve; returns only on failure, with `exec "<path>": <cause>`.
     pub(crate) fn exec(&self) -> Result<std::convert::Infallible, StepError> {
+        // Last step: after no_new_privs, capabilities and setuid.
+        if let Some(f) = &self.seccomp {
+            f.apply().map_err(|e| e.to_string())?;
+        }
         let e = match nix::unistd::execve(&self.path, &self.args, &self.env) {
             Err(e) => e,
             Ok(never) => match never {},
@@ -102,7 +133,6 @@ pub(crate) fn run(cfg: &InitConfig, mut sync: UnixStream) -> ! {
         // The monitor gave up on us (create failed or was deleted).
         _ => std::process::exit(1),
     }
-    // issue 6: load the seccomp filter here, the last step before execve.
     let Err(msg) = plan.exec();
     let code = if msg.ends_with("no such file or directory") {
         127
@@ -214,6 +244,7 @@ pub(crate) fn setup(
         // Created as root like runc does, entered as the user below.
         let _ = std::fs::create_dir_all(cwd);
     }
+    let seccomp = seccomp_before_user(process, cfg.seccomp.cloned())?;
     set_user_and_caps(process)?;
     if !cwd.as_os_str().is_empty() {
         nix::unistd::chdir(cwd).map_err(|e| format!("chdir {cwd:?}: {}", lower(e.desc())))?;
@@ -222,7 +253,7 @@ pub(crate) fn setup(
         nix::sys::prctl::set_no_new_privs()
             .map_err(|e| format!("no_new_privs: {}", lower(e.desc())))?;
     }
-    let plan = exec_plan(process)?;
+    let plan = exec_plan(process)?.with_seccomp(seccomp);
     close_other_fds();
     Ok(plan)
 }
@@ -232,15 +263,7 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), StepError> {
     let root_prop = mounts::root_propagation(spec);
     nix::mount::mount(None::<&str>, "/", None::<&str>, root_prop, None::<&str>)
         .map_err(|e| format!("set propagation of /: {}", lower(e.desc())))?;
-    // pivot_root needs the new root to be a mount point.
-    nix::mount::mount(
-        Some(&cfg.rootfs),
-        &cfg.rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| format!("bind rootfs {:?}: {}", cfg.rootfs, lower(e.desc())))?;
+    mounts::bind_rootfs(&cfg.rootfs, root_prop)?;
     let root: OwnedFd = std::fs::File::open(&cfg.rootfs)
         .map_err(|e| format!("open rootfs {:?}: {e}", cfg.rootfs))?
         .into();
@@ -259,7 +282,7 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), StepError> {
         mounts::populate_dev(&root, spec)?;
     }
     drop(root);
-    mounts::pivot_root(&cfg.rootfs)?;
+    mounts::pivot_root(&cfg.rootfs, root_prop)?;
     let linux = spec.linux().as_ref();
     mounts::mask_paths(
         &linux
@@ -557,6 +580,7 @@ pub(crate) fn exec_plan(p: &Process) -> Result<ExecPlan, StepError> {
             .iter()
             .map(|e| cstr("environment variable", e))
             .collect::<Result<_, _>>()?,
+        seccomp: None,
     })
 }
 

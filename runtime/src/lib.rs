@@ -17,12 +17,14 @@ pub mod cgroup;
 mod container;
 pub mod devices_bpf;
 mod error;
+pub mod exec_helper;
 pub mod exec_stream;
 mod init;
 pub mod log;
 pub mod monitor;
 pub mod mounts;
 pub mod sandbox;
+pub mod seccomp;
 mod state;
 
 pub use cgroup::CgroupStats;

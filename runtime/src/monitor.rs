@@ -288,6 +288,7 @@ impl Monitor {
         let config = o.bundle.join("config.json");
         let spec = oci_spec::runtime::Spec::load(&config)
             .map_err(|e| format!("load spec {config:?}: {e}"))?;
+        let seccomp = compile_seccomp(&spec, &o.dir)?;
         let root = spec
             .root()
             .as_ref()
@@ -395,6 +396,7 @@ impl Monitor {
             cgroup_path: Some(cg_path.clone()),
             stdio,
             tty: o.tty,
+            seccomp: seccomp.as_ref(),
         };
         // SAFETY: raw clone with no new stack behaves like fork; this process
         // is single-threaded, so the child may run ordinary code until exec.
@@ -764,8 +766,27 @@ pub(crate) fn child_prepare_signals() {
     let _ = SigSet::empty().thread_set_mask();
 }
 
+/// Compiles `linux.seccomp` once per container, before the clone (the child
+/// inherits the program), and keeps it in the state dir for exec.
+fn compile_seccomp(
+    spec: &oci_spec::runtime::Spec,
+    dir: &Path,
+) -> Result<Option<crate::seccomp::Filters>, String> {
+    let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    let f = crate::seccomp::Filters::compile(sc).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join(crate::seccomp::FILE), f.to_bytes())
+        .map_err(|e| err("write seccomp.bpf", e))?;
+    Ok(Some(f))
+}
+
 /// `exec` mode: see the module doc.
 fn exec_main(dir: &Path) -> i32 {
+    if let Err(e) = crate::exec_helper::block_signals() {
+        eprintln!("cria-monitor exec: {e}");
+        return 126;
+    }
     match exec_in(dir) {
         Ok(code) => code,
         Err(e) => {
@@ -827,7 +848,7 @@ fn exec_in(dir: &Path) -> Result<i32, String> {
     match unsafe { nix::unistd::fork() }.map_err(|e| err("fork", e.desc()))? {
         nix::unistd::ForkResult::Child => {
             child_prepare_signals();
-            let code = match exec_child(&process) {
+            let code = match exec_child(&process, dir) {
                 Ok(never) => match never {},
                 Err(e) => {
                     eprintln!("cria-monitor exec: {e}");
@@ -840,22 +861,27 @@ fn exec_in(dir: &Path) -> Result<i32, String> {
             };
             std::process::exit(code);
         }
-        nix::unistd::ForkResult::Parent { child } => loop {
-            match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, c)) => return Ok(c),
-                Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
-                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(err("wait", e.desc())),
-            }
-        },
+        // Reaped here even when stopped: see exec_helper.rs.
+        nix::unistd::ForkResult::Parent { child } => crate::exec_helper::wait_process(child),
     }
 }
 
-fn exec_child(p: &oci_spec::runtime::Process) -> Result<std::convert::Infallible, String> {
+fn exec_child(
+    p: &oci_spec::runtime::Process,
+    dir: &Path,
+) -> Result<std::convert::Infallible, String> {
     crate::exec_stream::take_terminal()?;
+    crate::exec_helper::own_process_group()?;
+    // The container's own filter, compiled at create.
+    let seccomp = match std::fs::read(dir.join(crate::seccomp::FILE)) {
+        Ok(b) => Some(crate::seccomp::Filters::from_bytes(&b).map_err(|e| e.to_string())?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(err("read seccomp.bpf", e)),
+    };
+    let seccomp = init::seccomp_before_user(p, seccomp)?;
     init::set_user_and_caps(p)?;
-    // Dies with its parent (the helper the library kills on timeout); set
-    // after setuid, which clears it.
+    // Dies with its parent should the helper be SIGKILLed (a fallback:
+    // exec_helper.rs); set after setuid, which clears it.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| err("pdeathsig", e.desc()))?;
     let cwd = p.cwd();
     if !cwd.as_os_str().is_empty() {
@@ -864,8 +890,7 @@ fn exec_child(p: &oci_spec::runtime::Process) -> Result<std::convert::Infallible
     if p.no_new_privileges() == Some(true) {
         nix::sys::prctl::set_no_new_privs().map_err(|e| err("no_new_privs", e.desc()))?;
     }
-    let plan = init::exec_plan(p)?;
+    let plan = init::exec_plan(p)?.with_seccomp(seccomp);
     init::close_other_fds();
-    // issue 6: the container's seccomp filter is loaded here too.
     plan.exec()
 }
