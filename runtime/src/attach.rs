@@ -194,6 +194,13 @@ fn apply_input(stdin: Option<&OwnedFd>, pty: Option<&OwnedFd>, kind: u8, payload
     }
 }
 
+impl crate::Runtime {
+    /// The attach socket of container `id` (present while it runs).
+    pub fn attach_socket(&self, id: &str) -> std::path::PathBuf {
+        self.container_dir(id).join(ATTACH_SOCKET)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,12 +259,5 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         panic!("input never reached stdin");
-    }
-}
-
-impl crate::Runtime {
-    /// The attach socket of container `id` (present while it runs).
-    pub fn attach_socket(&self, id: &str) -> std::path::PathBuf {
-        self.container_dir(id).join(ATTACH_SOCKET)
     }
 }
