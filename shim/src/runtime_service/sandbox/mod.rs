@@ -1,5 +1,6 @@
 //! Pod sandbox RPCs, one file each, and the record → CRI conversions they share.
 
+pub(crate) mod bandwidth;
 pub(crate) mod files;
 pub(crate) mod list;
 pub(crate) mod network;

@@ -4,14 +4,20 @@
 //! the runtime) and Status reports NetworkReady false, which is what keeps
 //! kubelet from scheduling networked pods here.
 
+use super::bandwidth;
 use crate::runtime_service::store::sandbox::{PodNetwork, SandboxRecord};
 use crate::runtime_service::RuntimeContext;
 use cria_cni::{CapabilityArgs, DnsCapability, PortMapping, RuntimeConf};
 use std::path::Path;
 use tonic::Status;
 
-/// What CNI is told about the pod: ids, port mappings, DNS, the pod CIDR.
-fn runtime_conf(ctx: &RuntimeContext, sandbox: &SandboxRecord, netns: &Path) -> RuntimeConf {
+/// What CNI is told about the pod: ids, port mappings, DNS, bandwidth, the
+/// pod CIDR(s). Fails only on a malformed bandwidth annotation.
+fn runtime_conf(
+    ctx: &RuntimeContext,
+    sandbox: &SandboxRecord,
+    netns: &Path,
+) -> Result<RuntimeConf, Status> {
     let meta = sandbox.metadata();
     let mut rt =
         RuntimeConf::new(&sandbox.id, netns).with_pod(&meta.namespace, &meta.name, &meta.uid);
@@ -35,11 +41,13 @@ fn runtime_conf(ctx: &RuntimeContext, sandbox: &SandboxRecord, netns: &Path) -> 
             options: dns.options.clone(),
         });
     }
+    rt.capabilities.bandwidth = bandwidth::from_annotations(&sandbox.config.annotations)
+        .map_err(|e| Status::invalid_argument(format!("pod sandbox {}: {e}", sandbox.id)))?;
+    // Kubelet sends a dual-stack pod CIDR as "v4cidr,v6cidr".
     let cidr = ctx.pod_cidr();
-    if !cidr.is_empty() {
-        rt.capabilities.ip_ranges = CapabilityArgs::ip_ranges_from_pod_cidrs(&[cidr]);
-    }
-    rt
+    let cidrs: Vec<&str> = cidr.split(',').collect();
+    rt.capabilities.ip_ranges = CapabilityArgs::ip_ranges_from_pod_cidrs(&cidrs);
+    Ok(rt)
 }
 
 /// Connects the pod's network namespace (CNI ADD); returns its addresses.
@@ -54,7 +62,7 @@ pub(crate) fn attach(ctx: &RuntimeContext, sandbox: &SandboxRecord) -> Result<Po
         tracing::info!(sandbox = %sandbox.id, reason = %status.message, "no CNI network: loopback only");
         return Ok(PodNetwork::default());
     }
-    let rt = runtime_conf(ctx, sandbox, netns);
+    let rt = runtime_conf(ctx, sandbox, netns)?;
     let attachment = tokio::runtime::Handle::current()
         .block_on(ctx.cni.add(&rt))
         .map_err(|e| Status::unknown(format!("pod sandbox {}: network setup: {e}", sandbox.id)))?;
@@ -79,7 +87,7 @@ pub(crate) async fn detach(ctx: &RuntimeContext, sandbox: &SandboxRecord) -> Res
         return Ok(());
     };
     ctx.cni
-        .del(&runtime_conf(ctx, sandbox, netns))
+        .del(&runtime_conf(ctx, sandbox, netns)?)
         .await
         .map_err(|e| Status::unknown(format!("pod sandbox {}: network teardown: {e}", sandbox.id)))
 }
