@@ -8,6 +8,7 @@ mod host;
 mod mounts;
 mod process;
 pub(crate) mod resources;
+mod security;
 
 pub(crate) use host::{HostView, RealHost};
 
@@ -95,8 +96,22 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
             ),
         ));
     }
-    check_seccomp(&security)?;
+    security::check_lsm(&security)?;
     let process = process::build(input, &security)?;
+    // Seccomp resolves against the bounding set, as moby's does.
+    let bounding: Vec<String> = process
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.bounding().as_ref())
+        .map(|b| b.iter().map(|c| format!("CAP_{c}")).collect())
+        .unwrap_or_default();
+    let seccomp = security::seccomp(&security, &bounding)?;
+    let pod_ns = input.sandbox.namespace_options();
+    let sysctls = security::sysctls(
+        &pod_sysctls(input.sandbox),
+        pod_ns.network() == NamespaceMode::Node,
+        pod_ns.ipc() == NamespaceMode::Node,
+    )?;
     let planned = mounts::plan(input, &security)?;
     let resources = resources::to_oci(
         input
@@ -118,8 +133,9 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .devices(planned.devices)
         .masked_paths(planned.masked_paths)
         .readonly_paths(planned.readonly_paths)
-        .sysctl(pod_sysctls(input.sandbox))
+        .sysctl(sysctls)
         .build()?;
+    linux.set_seccomp(seccomp);
     if let Some(propagation) = planned.rootfs_propagation {
         linux.set_rootfs_propagation(Some(propagation.to_string()));
     }
@@ -190,45 +206,6 @@ fn namespaces(
         }
     }
     Ok(out)
-}
-
-/// Seccomp is issue 6. Until then: Unconfined and RuntimeDefault run
-/// without a filter (RuntimeDefault is a documented gap: refusing it would
-/// refuse every pod of the restricted Pod Security level), a Localhost
-/// profile is refused rather than silently not applied, and a malformed
-/// deprecated profile path is invalid.
-fn check_seccomp(
-    security: &cria_proto::v1::LinuxContainerSecurityContext,
-) -> Result<(), SpecError> {
-    use cria_proto::v1::security_profile::ProfileType;
-    if security.privileged {
-        // Privileged containers run unconfined whatever the profile says.
-        return Ok(());
-    }
-    if let Some(p) = &security.seccomp {
-        if p.profile_type() == ProfileType::Localhost {
-            return Err(SpecError::Unsupported(format!(
-                "linux.security_context.seccomp Localhost profile {:?}",
-                p.localhost_ref
-            )));
-        }
-        return Ok(());
-    }
-    // kubelets before 1.25 still send the deprecated string field.
-    #[allow(deprecated)]
-    let path = security.seccomp_profile_path.as_str();
-    match path {
-        "" | "unconfined" | "runtime/default" | "docker/default" => Ok(()),
-        path if path.starts_with("localhost/") => Err(SpecError::Unsupported(format!(
-            "linux.security_context.seccomp_profile_path {path:?}"
-        ))),
-        path => Err(SpecError::invalid(
-            "linux.security_context.seccomp_profile_path",
-            format!(
-                "{path:?} is not unconfined, runtime/default, docker/default or localhost/<path>"
-            ),
-        )),
-    }
 }
 
 /// Whether the pod was created privileged (its containers may be too).

@@ -794,7 +794,7 @@ fn annotations_carry_kubelets_and_the_cri_ones() {
 }
 
 #[test]
-fn seccomp_localhost_is_refused_and_bad_paths_are_invalid() {
+fn seccomp_profiles_reach_the_spec_and_bad_ones_are_invalid() {
     let with = |sc: cri::LinuxContainerSecurityContext| {
         let mut c = config();
         c.linux = Some(cri::LinuxContainerConfig {
@@ -808,32 +808,46 @@ fn seccomp_localhost_is_refused_and_bad_paths_are_invalid() {
             &FakeHost::default(),
         )
         .map_err(tonic::Status::from)
-        .map(|_| ())
     };
     #[allow(deprecated)]
     let path = |p: &str| cri::LinuxContainerSecurityContext {
         seccomp_profile_path: p.into(),
         ..Default::default()
     };
-    assert!(with(path("runtime/default")).is_ok());
-    assert!(with(path("unconfined")).is_ok());
+    let filtered = |sc| {
+        with(sc)
+            .expect("spec")
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().clone())
+    };
+    assert!(filtered(path("runtime/default")).is_some());
+    assert!(filtered(path("unconfined")).is_none());
+    assert!(filtered(path("")).is_none());
     assert_eq!(
         with(path("/etc/profile.json")).unwrap_err().code(),
         tonic::Code::InvalidArgument
     );
     assert_eq!(
-        with(path("localhost//p.json")).unwrap_err().code(),
-        tonic::Code::Unimplemented
+        with(path("localhost//nonexistent/p.json"))
+            .unwrap_err()
+            .code(),
+        tonic::Code::InvalidArgument
     );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.json");
+    std::fs::write(
+        &file,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
     let localhost = cri::LinuxContainerSecurityContext {
         seccomp: Some(cri::SecurityProfile {
             profile_type: cri::security_profile::ProfileType::Localhost as i32,
-            localhost_ref: "/p.json".into(),
+            localhost_ref: file.to_string_lossy().into(),
         }),
         ..Default::default()
     };
-    assert_eq!(
-        with(localhost).unwrap_err().code(),
-        tonic::Code::Unimplemented
-    );
+    let sc = filtered(localhost).expect("a filter");
+    assert_eq!(sc.syscalls().as_ref().map(Vec::len), Some(1));
 }
