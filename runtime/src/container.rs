@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `delete(force)` waits for a killed container's monitor.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long a timed-out exec's helper gets to kill and reap its process.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Checks that `id` can name a directory.
 pub(crate) fn check_id(id: &str) -> Result<(), RuntimeError> {
@@ -330,9 +332,8 @@ pub(crate) fn exec_sync(
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
             Ok(None) if Instant::now() >= deadline => {
-                // Killing the helper kills the process (PDEATHSIG).
-                let _ = child.kill();
-                let _ = child.wait();
+                // The helper kills and reaps the process (exec_helper.rs).
+                let _ = crate::exec_helper::stop_helper(&mut child, STOP_GRACE);
                 timed_out = true;
                 break None;
             }

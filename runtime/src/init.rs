@@ -263,15 +263,7 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), StepError> {
     let root_prop = mounts::root_propagation(spec);
     nix::mount::mount(None::<&str>, "/", None::<&str>, root_prop, None::<&str>)
         .map_err(|e| format!("set propagation of /: {}", lower(e.desc())))?;
-    // pivot_root needs the new root to be a mount point.
-    nix::mount::mount(
-        Some(&cfg.rootfs),
-        &cfg.rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| format!("bind rootfs {:?}: {}", cfg.rootfs, lower(e.desc())))?;
+    mounts::bind_rootfs(&cfg.rootfs, root_prop)?;
     let root: OwnedFd = std::fs::File::open(&cfg.rootfs)
         .map_err(|e| format!("open rootfs {:?}: {e}", cfg.rootfs))?
         .into();
@@ -290,7 +282,7 @@ fn setup_rootfs(cfg: &InitConfig) -> Result<(), StepError> {
         mounts::populate_dev(&root, spec)?;
     }
     drop(root);
-    mounts::pivot_root(&cfg.rootfs)?;
+    mounts::pivot_root(&cfg.rootfs, root_prop)?;
     let linux = spec.linux().as_ref();
     mounts::mask_paths(
         &linux

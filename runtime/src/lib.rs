@@ -17,6 +17,7 @@ pub mod cgroup;
 mod container;
 pub mod devices_bpf;
 mod error;
+pub mod exec_helper;
 pub mod exec_stream;
 mod init;
 pub mod log;

@@ -783,6 +783,10 @@ fn compile_seccomp(
 
 /// `exec` mode: see the module doc.
 fn exec_main(dir: &Path) -> i32 {
+    if let Err(e) = crate::exec_helper::block_signals() {
+        eprintln!("cria-monitor exec: {e}");
+        return 126;
+    }
     match exec_in(dir) {
         Ok(code) => code,
         Err(e) => {
@@ -857,14 +861,8 @@ fn exec_in(dir: &Path) -> Result<i32, String> {
             };
             std::process::exit(code);
         }
-        nix::unistd::ForkResult::Parent { child } => loop {
-            match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, c)) => return Ok(c),
-                Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
-                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(err("wait", e.desc())),
-            }
-        },
+        // Reaped here even when stopped: see exec_helper.rs.
+        nix::unistd::ForkResult::Parent { child } => crate::exec_helper::wait_process(child),
     }
 }
 
@@ -873,6 +871,7 @@ fn exec_child(
     dir: &Path,
 ) -> Result<std::convert::Infallible, String> {
     crate::exec_stream::take_terminal()?;
+    crate::exec_helper::own_process_group()?;
     // The container's own filter, compiled at create.
     let seccomp = match std::fs::read(dir.join(crate::seccomp::FILE)) {
         Ok(b) => Some(crate::seccomp::Filters::from_bytes(&b).map_err(|e| e.to_string())?),
@@ -881,8 +880,8 @@ fn exec_child(
     };
     let seccomp = init::seccomp_before_user(p, seccomp)?;
     init::set_user_and_caps(p)?;
-    // Dies with its parent (the helper the library kills on timeout); set
-    // after setuid, which clears it.
+    // Dies with its parent should the helper be SIGKILLed (a fallback:
+    // exec_helper.rs); set after setuid, which clears it.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| err("pdeathsig", e.desc()))?;
     let cwd = p.cwd();
     if !cwd.as_os_str().is_empty() {

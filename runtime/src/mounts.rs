@@ -481,12 +481,61 @@ pub fn populate_dev(root: &OwnedFd, spec: &Spec) -> Result<(), StepError> {
     Ok(())
 }
 
-/// Moves the container into `rootfs` with pivot_root and drops the old root.
-pub fn pivot_root(rootfs: &Path) -> Result<(), StepError> {
+/// Binds `rootfs` onto itself, as pivot_root needs its new root to be a
+/// mount point. pivot_root also refuses (EINVAL) a new root whose mount or
+/// parent mount has shared propagation, which `/` made rshared
+/// (`root_prop`) passes on to both. So when shared, a first bind is made
+/// private and a second bind goes on top: its parent is the private first,
+/// and as a bind of a private mount it is private itself. [`pivot_root`]
+/// then gives the new `/` the asked propagation (runc privatises the
+/// parent mount instead; this needs no mountinfo lookup).
+pub fn bind_rootfs(rootfs: &Path, root_prop: MsFlags) -> Result<(), StepError> {
+    let bind = || {
+        step(
+            "bind rootfs",
+            rootfs,
+            mount(
+                Some(rootfs),
+                rootfs,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            ),
+        )
+    };
+    bind()?;
+    if root_prop.contains(MsFlags::MS_SHARED) {
+        step(
+            "make rootfs private",
+            rootfs,
+            mount(
+                None::<&str>,
+                rootfs,
+                None::<&str>,
+                MsFlags::MS_PRIVATE,
+                None::<&str>,
+            ),
+        )?;
+        bind()?;
+    }
+    Ok(())
+}
+
+/// Moves the container into `rootfs` with pivot_root and drops the old root;
+/// a shared `root_prop` is applied to the new `/` (see [`bind_rootfs`]).
+pub fn pivot_root(rootfs: &Path, root_prop: MsFlags) -> Result<(), StepError> {
+    let old_root: OwnedFd = std::fs::File::open("/")
+        .map_err(|e| format!("open old root: {}", lower(&e.to_string())))?
+        .into();
     step("chdir", rootfs, nix::unistd::chdir(rootfs))?;
-    // pivot_root(".", ".") stacks the old root under the new one; it is then
-    // made a slave (no unmount events reach the host) and detached.
+    // pivot_root(".", ".") stacks the old root on top of the new one; it is
+    // then made a slave (no unmount events reach the host) and detached.
     step("pivot_root", rootfs, nix::unistd::pivot_root(".", "."))?;
+    // "." is still the new root (a lookup does not descend into mounts
+    // stacked on its start): without this, the rslave below would hit the new
+    // root's tree and cut bidirectional volumes off from the host's peers.
+    step("fchdir", Path::new("/"), nix::unistd::fchdir(&old_root))?;
+    drop(old_root);
     step(
         "make old root rslave",
         rootfs,
@@ -503,7 +552,15 @@ pub fn pivot_root(rootfs: &Path) -> Result<(), StepError> {
         rootfs,
         umount2(".", MntFlags::MNT_DETACH),
     )?;
-    step("chdir", Path::new("/"), nix::unistd::chdir("/"))
+    step("chdir", Path::new("/"), nix::unistd::chdir("/"))?;
+    if root_prop.contains(MsFlags::MS_SHARED) {
+        step(
+            "set propagation of",
+            Path::new("/"),
+            mount(None::<&str>, "/", None::<&str>, root_prop, None::<&str>),
+        )?;
+    }
+    Ok(())
 }
 
 /// After pivot_root: hides `masked` paths (/dev/null over files, an empty
