@@ -16,8 +16,6 @@ use cria_streaming::{
     StreamIo, StreamingBackend, StreamingServer,
 };
 use futures::future::BoxFuture;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -173,17 +171,19 @@ fn exec_process(
     Ok(process)
 }
 
-/// Kills the exec helper (and with it the process, by PDEATHSIG) unless
-/// it was reaped: dropping an exec future (client gone) leaves nothing.
+/// Asks the exec helper to kill and reap its process unless it was reaped:
+/// dropping an exec future (client gone) leaves nothing, not even a zombie
+/// in the container (`cria_runtime::exec_helper`). The task waiting on the
+/// helper reaps it.
 struct KillOnDrop {
-    pid: i32,
+    pid: u32,
     reaped: bool,
 }
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if !self.reaped {
-            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+            cria_runtime::exec_helper::request_stop(self.pid);
         }
     }
 }
@@ -284,7 +284,7 @@ async fn run_exec(
         pty,
     } = session;
     let mut guard = KillOnDrop {
-        pid: helper.id() as i32,
+        pid: helper.id(),
         reaped: false,
     };
     let io_err = |e: std::io::Error| BackendError::new(format!("exec stdio: {e}"));
