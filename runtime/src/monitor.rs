@@ -812,6 +812,13 @@ fn exec_in(dir: &Path) -> Result<i32, String> {
     if st.status != Status::Running {
         return Err(format!("container {} is {}", st.id, st.status));
     }
+    // The container's own filter, compiled at create; read while the state
+    // dir is still visible (before setns into the container's mounts).
+    let seccomp = match std::fs::read(dir.join(crate::seccomp::FILE)) {
+        Ok(b) => Some(crate::seccomp::Filters::from_bytes(&b).map_err(|e| e.to_string())?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(err("read seccomp.bpf", e)),
+    };
     let process: oci_spec::runtime::Process = match crate::exec_stream::process_from_env() {
         Some(p) => p?,
         None => {
@@ -848,7 +855,7 @@ fn exec_in(dir: &Path) -> Result<i32, String> {
     match unsafe { nix::unistd::fork() }.map_err(|e| err("fork", e.desc()))? {
         nix::unistd::ForkResult::Child => {
             child_prepare_signals();
-            let code = match exec_child(&process, dir) {
+            let code = match exec_child(&process, seccomp) {
                 Ok(never) => match never {},
                 Err(e) => {
                     eprintln!("cria-monitor exec: {e}");
@@ -868,16 +875,10 @@ fn exec_in(dir: &Path) -> Result<i32, String> {
 
 fn exec_child(
     p: &oci_spec::runtime::Process,
-    dir: &Path,
+    seccomp: Option<crate::seccomp::Filters>,
 ) -> Result<std::convert::Infallible, String> {
     crate::exec_stream::take_terminal()?;
     crate::exec_helper::own_process_group()?;
-    // The container's own filter, compiled at create.
-    let seccomp = match std::fs::read(dir.join(crate::seccomp::FILE)) {
-        Ok(b) => Some(crate::seccomp::Filters::from_bytes(&b).map_err(|e| e.to_string())?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(err("read seccomp.bpf", e)),
-    };
     let seccomp = init::seccomp_before_user(p, seccomp)?;
     init::set_user_and_caps(p)?;
     // Dies with its parent should the helper be SIGKILLed (a fallback:
