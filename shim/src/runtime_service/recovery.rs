@@ -17,6 +17,7 @@ pub(crate) async fn recover(ctx: &Arc<RuntimeContext>) {
     if let Err(e) = blocking(move || recover_blocking(&c)).await {
         tracing::error!(error = %e, "recovery failed");
     }
+    super::sandbox::network::release_orphans(ctx).await;
 }
 
 fn recover_blocking(ctx: &Arc<RuntimeContext>) {
