@@ -35,14 +35,16 @@ pub struct PodEnv {
 impl PodEnv {
     /// Starts the registry and criad and pulls busybox (Debian's busybox-static).
     pub async fn start() -> Result<PodEnv> {
+        Self::start_with(CriadConfig::default()).await
+    }
+
+    /// The same with more criad config (the registry is added as insecure).
+    pub async fn start_with(mut config: CriadConfig) -> Result<PodEnv> {
         let registry = Registry::start()?;
         Fixture::get("busybox")?.push(&registry, "latest", "library/busybox:latest", &[])?;
         let image = format!("{}/library/busybox:latest", registry.host());
-        let criad = Criad::start(CriadConfig {
-            insecure: vec![registry.host()],
-            ..Default::default()
-        })
-        .await?;
+        config.insecure.push(registry.host());
+        let criad = Criad::start(config).await?;
         let mut images = criad.images().await?;
         let image_id = pull(&mut images, &image, None)
             .await

@@ -234,3 +234,84 @@ async fn cluster_first_dns_config_renders_resolv_conf() {
     ok(remove_pod(&mut rt, &id).await, &env.criad);
     net.assert_no_leaks();
 }
+
+/// A CNI plugin that passes the previous result through after `secs`
+/// seconds on ADD: holds RunPodSandbox between the bridge plugin's
+/// allocation and criad's pod record.
+const SLOW_PLUGIN: &str = r#"#!/bin/sh
+case "$CNI_COMMAND" in
+ADD) sleep 4; jq -c '.prevResult' ;;
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0"]}' ;;
+esac
+"#;
+
+#[tokio::test]
+async fn criad_killed_during_add_releases_the_half_made_pod_on_restart() {
+    let bin = tempfile::tempdir().expect("bin dir");
+    let plugin = bin.path().join("slow");
+    std::fs::write(&plugin, SLOW_PLUGIN).expect("plugin");
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let mut net = NetEnv::start_with_bin_dirs(&[bin.path(), std::path::Path::new("/usr/lib/cni")])
+        .await
+        .expect("env");
+    let mut list: serde_json::Value = serde_json::from_str(&conflist(
+        &net.network,
+        &net.bridge,
+        &net.subnet,
+        &net.ipam_dir,
+    ))
+    .expect("json");
+    if let Some(plugins) = list["plugins"].as_array_mut() {
+        plugins.insert(1, serde_json::json!({ "type": "slow" }));
+    }
+    std::fs::write(net.conf_dir().join("10-test.conflist"), list.to_string()).expect("config");
+
+    let mut rt = net.env.rt().await.expect("client");
+    let pod = net.pod("half-made").expect("pod");
+    let cgroup = pod
+        .linux
+        .as_ref()
+        .map(|l| l.cgroup_parent.clone())
+        .unwrap_or_default();
+    let run = tokio::spawn({
+        let mut rt = rt.clone();
+        let req = v1::RunPodSandboxRequest {
+            config: Some(pod.clone()),
+            runtime_handler: String::new(),
+        };
+        async move { rt.run_pod_sandbox(req).await }
+    });
+    let allocated = cria_tests::host::wait_until(WAIT, Duration::from_millis(20), || {
+        (net.ipam_allocations().len() == 1).then_some(())
+    })
+    .await;
+    assert!(
+        allocated.is_some(),
+        "the bridge plugin allocated an address"
+    );
+    net.env.criad.kill().expect("SIGKILL criad");
+    let _ = run.await;
+    assert_eq!(
+        net.netns_files().len(),
+        1,
+        "the half-made pod's netns exists"
+    );
+
+    net.env.criad.restart().await.expect("restart");
+    rt = net.env.rt().await.expect("client");
+    let pods = ok(
+        rt.list_pod_sandbox(v1::ListPodSandboxRequest { filter: None })
+            .await,
+        &net.env.criad,
+    )
+    .into_inner()
+    .items;
+    assert!(pods.is_empty(), "{pods:?}");
+    net.assert_no_leaks();
+    assert!(cgroup_dirs(&cgroup).is_empty(), "no pod cgroup left");
+    let cache: Vec<_> = std::fs::read_dir(net.env.criad.root().join("cni-cache"))
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(cache.is_empty(), "no CNI cache entry: {cache:?}");
+}

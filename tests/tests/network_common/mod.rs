@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::Result;
 use cria_proto::v1;
 use cria_tests::client::RuntimeClient;
-use cria_tests::criad::rand_u64;
+use cria_tests::criad::{rand_u64, CriadConfig};
 use cria_tests::host::run_stdout;
 use cria_tests::pod::PodEnv;
 
@@ -59,7 +59,25 @@ pub fn conflist(network: &str, bridge: &str, subnet: &str, ipam_dir: &Path) -> S
 impl NetEnv {
     /// Starts criad and installs the network config.
     pub async fn start() -> Result<NetEnv> {
-        let env = PodEnv::start().await?;
+        Self::start_with(CriadConfig::default()).await
+    }
+
+    /// The same with plugins looked for in `bin_dirs` (`[cni] bin_dirs`).
+    pub async fn start_with_bin_dirs(bin_dirs: &[&Path]) -> Result<NetEnv> {
+        let dirs: Vec<String> = bin_dirs
+            .iter()
+            .map(|d| serde_json::Value::String(d.to_string_lossy().into_owned()).to_string())
+            .collect();
+        // The harness renders `[cni]` last, so this lands in that section.
+        Self::start_with(CriadConfig {
+            extra_toml: format!("bin_dirs = [{}]\n", dirs.join(", ")),
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn start_with(config: CriadConfig) -> Result<NetEnv> {
+        let env = PodEnv::start_with(config).await?;
         let r = rand_u64();
         let bridge = format!("crb{:x}", r & 0xff_ffff_ffff);
         let subnet = format!("10.{}.{}.0/24", 100 + (r >> 40) % 100, (r >> 48) % 256);
