@@ -28,7 +28,10 @@ fn contrib_config_toml_names_every_key() {
             "contrib/config.toml should show the optional key {optional}"
         );
     }
-    assert!(missing.is_empty(), "keys missing from contrib/config.toml: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "keys missing from contrib/config.toml: {missing:?}"
+    );
 }
 
 fn collect_keys(value: &toml::Value, prefix: &str, missing: &mut Vec<String>, text: &str) {
@@ -37,7 +40,9 @@ fn collect_keys(value: &toml::Value, prefix: &str, missing: &mut Vec<String>, te
             let dotted = format!("{prefix}{key}");
             let shown = match inner {
                 toml::Value::Table(_) => text.contains(&format!("[{dotted}]")),
-                _ => text.lines().any(|l| l.trim_start().starts_with(&format!("{key} ="))),
+                _ => text
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{key} ="))),
             };
             if !shown {
                 missing.push(dotted.clone());
