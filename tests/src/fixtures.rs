@@ -31,6 +31,7 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("shared", include_str!("../fixtures/shared.sh")),
     ("big", include_str!("../fixtures/big.sh")),
     ("hostile", include_str!("../fixtures/hostile.sh")),
+    ("symlinks", include_str!("../fixtures/symlinks.sh")),
 ];
 
 /// An OCI image layout holding one fixture's images (by ref name).

@@ -214,3 +214,67 @@ async fn the_socket_and_state_dirs_are_root_only() {
     }
     ok(remove_pod(&mut rt, &pod_id).await, &env.criad);
 }
+
+#[tokio::test]
+async fn mount_targets_through_image_symlinks_stay_in_the_rootfs() {
+    // /data → /etc and /up → ../../…/tmp in the image: a volume at /data or
+    // /up/x must land in the container's /etc and /tmp, never the host's.
+    let env = PodEnv::start().await.expect("env");
+    cria_tests::fixtures::Fixture::get("symlinks")
+        .expect("fixture")
+        .push(&env.registry, "latest", "library/symlinks:latest", &[])
+        .expect("push");
+    let image = format!("{}/library/symlinks:latest", env.registry.host());
+    let mut images = env.criad.images().await.expect("images");
+    ok(
+        cria_tests::client::pull(&mut images, &image, None).await,
+        &env.criad,
+    );
+    let mut rt = env.rt().await.expect("client");
+    let vol = tempfile::tempdir().expect("tempdir");
+    std::fs::write(vol.path().join("marker"), "inside\n").expect("marker");
+    let host_mounts = || std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let before = host_mounts();
+    let pod = env.pod_config("symlinks").expect("pod config");
+    let pod_id = ok(env.run_pod(&mut rt, &pod).await, &env.criad);
+    let mut cfg = env.container_config("links", &["sleep", "600"]);
+    cfg.image = Some(cria_tests::client::image_spec(&image));
+    cfg.mounts = ["/data", "/up/vol"]
+        .iter()
+        .map(|p| v1::Mount {
+            container_path: p.to_string(),
+            host_path: vol.path().to_string_lossy().into_owned(),
+            readonly: true,
+            ..Default::default()
+        })
+        .collect();
+    let id = ok(
+        env.create_start(&mut rt, &pod_id, &pod, &cfg).await,
+        &env.criad,
+    );
+    wait_state(&mut rt, &id, RUNNING, WAIT).await.expect("runs");
+    let out = sh(&mut rt, &id, "cat /etc/marker /tmp/vol/marker")
+        .await
+        .expect("inside");
+    assert_eq!(
+        out, "inside\ninside\n",
+        "both volumes landed inside the rootfs"
+    );
+    let after = host_mounts();
+    for line in after.lines().filter(|l| !before.contains(*l)) {
+        let target = line.split(' ').nth(4).unwrap_or("");
+        assert!(
+            target != "/etc" && target != "/tmp/vol" && target != "/tmp",
+            "a host path got a mount: {line}"
+        );
+    }
+    assert!(
+        !std::path::Path::new("/tmp/vol").exists(),
+        "nothing made on the host's /tmp"
+    );
+    assert!(
+        !std::path::Path::new("/etc/marker").exists(),
+        "host /etc untouched"
+    );
+    ok(remove_pod(&mut rt, &pod_id).await, &env.criad);
+}
