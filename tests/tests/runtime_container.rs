@@ -359,6 +359,14 @@ async fn exec_sync_output_exit_code_and_timeout() {
     .await
     .expect("ps");
     assert!(ps.trim().is_empty(), "timed-out exec left: {ps}");
+    // Not even as a zombie (critest's `pgrep sleep` found one): the
+    // container's /proc lists PID 1 and this shell (the glob needs no fork).
+    let procs = sh(&mut rt, &c, "echo /proc/[0-9]*").await.expect("procs");
+    assert_eq!(
+        procs.split_whitespace().count(),
+        2,
+        "timed-out exec left in /proc: {procs}"
+    );
     // A missing binary: an error or non-zero exit naming it.
     match exec(&mut rt, &c, &["/no/such/binary"], 5).await {
         Ok(r) => {
