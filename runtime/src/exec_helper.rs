@@ -3,11 +3,11 @@
 //!
 //! The exec helper (`cria-monitor exec`) stays outside the container's pid
 //! namespace and forks the process into it. If the helper died first, the
-//! process (killed by its PDEATHSIG) would be reparented to the container's
-//! PID 1, which need not reap: a zombie (or, before PDEATHSIG fires, a live
-//! process) stays visible in the container (critest's "execSync with
-//! timeout" saw `pgrep sleep` print it). The kernel never reparents into an
-//! outer namespace, so the helper cannot act as subreaper either.
+//! process (killed by its PDEATHSIG) would be an orphan of the helper's own
+//! pid namespace, left to whatever reaps there (criad's host init, which
+//! need not): its zombie stays in the container's /proc (critest's
+//! "execSync with timeout" saw `pgrep sleep` print it). Nobody but its
+//! parent can reap it reliably, so the helper must outlive it.
 //!
 //! So the caller does not SIGKILL the helper: it sends [`STOP_SIGNAL`]
 //! ([`request_stop`], [`stop_helper`]). The helper keeps the stop signals
