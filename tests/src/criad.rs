@@ -89,7 +89,12 @@ impl Criad {
     pub async fn start(config: CriadConfig) -> Result<Criad> {
         // Short paths on purpose: the monitor's control socket lives at
         // <state>/containers/<64 hex>/control.sock, and sun_path holds 107 bytes.
+        sweep_stale_instances();
         let dir = tempfile::Builder::new().prefix("c").tempdir()?;
+        fs::write(
+            dir.path().join(OWNER_MARKER),
+            std::process::id().to_string(),
+        )?;
         fs::create_dir_all(dir.path().join("certs.d"))?;
         fs::create_dir_all(dir.path().join("cni"))?;
         fs::create_dir_all(dir.path().join("logs"))?;
@@ -301,6 +306,52 @@ impl Drop for Criad {
         self.stop_blocking();
         self.kill_leftover_processes();
         unmount_all_under(self.dir.path());
+    }
+}
+
+/// File naming the test process that owns an instance dir.
+const OWNER_MARKER: &str = "cria-e2e-owner";
+
+/// Cleans up after test processes that died without running `Drop` (a
+/// nextest timeout kills them): instance dirs whose owner is gone lose their
+/// processes, mounts and files, and `/cria-test-<owner pid>-*` cgroups of dead
+/// owners are destroyed.
+pub fn sweep_stale_instances() {
+    let dead = |pid: &str| {
+        pid.trim()
+            .parse::<i32>()
+            .is_ok_and(|p| !crate::host::pid_alive(p))
+    };
+    if let Ok(rd) = fs::read_dir(std::env::temp_dir()) {
+        for e in rd.filter_map(|e| e.ok()) {
+            let dir = e.path();
+            let Ok(owner) = fs::read_to_string(dir.join(OWNER_MARKER)) else {
+                continue;
+            };
+            if !dead(&owner) {
+                continue;
+            }
+            for pid in pids_mentioning(&dir.to_string_lossy()) {
+                kill(pid, libc::SIGKILL);
+            }
+            unmount_all_under(&dir);
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+    for h in crate::host::cgroup_hierarchies() {
+        let Ok(rd) = fs::read_dir(&h) else { continue };
+        for e in rd.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("cria-test-") else {
+                continue;
+            };
+            let Some((pid_hex, _)) = rest.split_once('-') else {
+                continue;
+            };
+            if i32::from_str_radix(pid_hex, 16).is_ok_and(|p| !crate::host::pid_alive(p)) {
+                destroy_cgroup(&name);
+            }
+        }
     }
 }
 
