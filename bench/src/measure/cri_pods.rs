@@ -217,7 +217,7 @@ async fn pod_start(ctx: &mut Ctx, systems: &[System; 2]) -> Result<()> {
                 let _ = cri::remove_pod(&mut clients[0], &pod).await;
             }
         }
-        ctx.end_profile("criad during 5 pod starts (`strace -c -f -p <criad>`; monitors are separate processes and not included)", tracer);
+        ctx.end_profile("criad during 5 pod starts (`strace -c -w -f -p <criad>`; monitors are separate processes and not included)", tracer);
     }
     Ok(())
 }
@@ -548,7 +548,7 @@ async fn list(ctx: &mut Ctx, systems: &[System; 2]) -> Result<()> {
                 .await;
         }
         ctx.end_profile(
-            &format!("criad during 20 ListContainers with {total} containers (`strace -c -f -p <criad>`)"),
+            &format!("criad during 20 ListContainers with {total} containers (`strace -c -w -f -p <criad>`)"),
             tracer,
         );
     }

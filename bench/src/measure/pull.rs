@@ -170,23 +170,47 @@ pub async fn measure(ctx: &mut Ctx) -> Result<()> {
         ctx.images.big_layers.len(),
         ctx.runs(10)
     ));
-    ctx.report.target_ratio(
-        "pull+unpack ≤ 0.7× containerd (issue 8)",
-        BIG,
-        "containerd",
-        0.7,
-    );
-    ctx.report.target_ratio(
-        "pull+unpack at least as fast as containerd (issue 2)",
-        BIG,
-        "containerd",
-        1.0,
-    );
-    ctx.report.target_ratio(
-        "pull+unpack within 1.5× of single-core gunzip (issue 2)",
-        BIG,
-        "gzip -dc (1 core)",
-        1.5,
-    );
+    let missed = [
+        ctx.report.target_ratio(
+            "pull+unpack ≤ 0.7× containerd (issue 8)",
+            BIG,
+            "containerd",
+            0.7,
+        ),
+        ctx.report.target_ratio(
+            "pull+unpack at least as fast as containerd (issue 2)",
+            BIG,
+            "containerd",
+            1.0,
+        ),
+        ctx.report.target_ratio(
+            "pull+unpack within 1.5× of single-core gunzip (issue 2)",
+            BIG,
+            "gzip -dc (1 core)",
+            1.5,
+        ),
+    ]
+    .contains(&Some(false));
+    if missed && !ctx.quick {
+        profile_pull(ctx, &big).await?;
+    }
     Ok(())
+}
+
+/// One pull of `image` into a fresh criad under `strace -c -w -f`.
+async fn profile_pull(ctx: &mut Ctx, image: &str) -> Result<()> {
+    let sys = System::start(Kind::Cria, &ctx.images.registry.host(), &ctx.images.pause).await?;
+    let mut c = sys.images().await?;
+    let tracer = sys.daemon_pid().and_then(|p| ctx.begin_profile(p));
+    let t = Instant::now();
+    let res = pull(&mut c, image).await;
+    let took = t.elapsed().as_secs_f64();
+    ctx.end_profile(
+        &format!(
+            "criad pulling the big image (`strace -c -w -f -p <criad>`: wall time per syscall \
+             summed over all threads; this traced pull took {took:.1} s)"
+        ),
+        tracer,
+    );
+    res.map(|_| ())
 }

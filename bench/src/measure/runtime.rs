@@ -207,8 +207,9 @@ pub fn measure(ctx: &mut Ctx) -> Result<()> {
             .into(),
     );
     ctx.report.notes.push(
-        "RuntimeDefault seccomp on/off (issue 6): not measured — the runtime does not load \
-         seccomp filters yet (runtime/src/init.rs)."
+        "RuntimeDefault seccomp on/off (issue 6): not measured yet — this harness has no \
+         RuntimeDefault profile to put in the bundle (the runtime's seccomp support was \
+         landing while it was written)."
             .into(),
     );
     let missed_crun = ctx.report.target_ratio(
@@ -225,7 +226,7 @@ pub fn measure(ctx: &mut Ctx) -> Result<()> {
     ) == Some(false);
     if (missed_crun || missed_runc) && !ctx.quick {
         let mut cmd = rts[0].command(&b, "profile");
-        ctx.profile_command("runtime start (`strace -c -f cria-oci run`)", &mut cmd);
+        ctx.profile_command("runtime start (`strace -c -w -f cria-oci run`: wall time per syscall, monitor included)", &mut cmd);
     }
     Ok(())
 }
