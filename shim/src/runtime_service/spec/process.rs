@@ -128,7 +128,22 @@ pub(super) fn build(
         ));
     }
     let user = user(input, security, image.user().as_deref().unwrap_or_default())?;
-    let caps = capabilities(security, input.host.bounding_capabilities())?;
+    let mut caps = capabilities(security, input.host.bounding_capabilities())?;
+    // Ambient capabilities survive execve for a non-root user; the kernel
+    // keeps one only while it is permitted and inheritable, so each is put
+    // in every set (as containerd does).
+    let mut ambient = Capabilities::new();
+    for name in security
+        .capabilities
+        .iter()
+        .flat_map(|c| &c.add_ambient_capabilities)
+    {
+        ambient.insert(parse_cap(
+            name,
+            "linux.security_context.capabilities.add_ambient_capabilities",
+        )?);
+    }
+    caps.extend(ambient.iter().copied());
     let oom_score_adj = input
         .config
         .linux
@@ -148,8 +163,8 @@ pub(super) fn build(
                 .bounding(caps.clone())
                 .effective(caps.clone())
                 .permitted(caps)
-                .inheritable(Capabilities::new())
-                .ambient(Capabilities::new())
+                .inheritable(ambient.clone())
+                .ambient(ambient)
                 .build()?,
         )
         .no_new_privileges(security.no_new_privs);
