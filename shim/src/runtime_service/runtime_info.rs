@@ -93,7 +93,7 @@ pub(crate) fn status(ctx: &RuntimeContext, req: &cri::StatusRequest) -> cri::Sta
             }),
         }],
         features: Some(cri::RuntimeFeatures {
-            supplemental_groups_policy: false,
+            supplemental_groups_policy: true,
             user_namespaces_host_network: false,
             mount_options: false,
         }),

@@ -313,13 +313,20 @@ fn user(
         user_gid.unwrap_or(0)
     };
     // The user's groups in the image's /etc/group come first, as the user
-    // would have them on a login; kubelet's supplemental groups follow.
-    let mut additional: Vec<u32> = name_of_uid(&passwd(), uid)
-        .map(|name| groups_of(&group(), &name))
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|g| *g != gid)
-        .collect();
+    // would have them on a login (policy Merge, the default; Strict leaves
+    // them out); kubelet's supplemental groups follow.
+    let strict =
+        security.supplemental_groups_policy() == cria_proto::v1::SupplementalGroupsPolicy::Strict;
+    let mut additional: Vec<u32> = if strict {
+        Vec::new()
+    } else {
+        name_of_uid(&passwd(), uid)
+            .map(|name| groups_of(&group(), &name))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|g| *g != gid)
+            .collect()
+    };
     for g in &security.supplemental_groups {
         additional.push(u32::try_from(*g).map_err(|_| {
             SpecError::invalid("linux.security_context.supplemental_groups", "out of range")

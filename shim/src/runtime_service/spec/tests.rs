@@ -756,6 +756,15 @@ fn image_groups_are_added_and_run_as_group_needs_a_user() {
             .unwrap(),
         vec![50, 70]
     );
+    // Strict: only what kubelet asked for, not the image's memberships.
+    let s = with(cri::LinuxContainerSecurityContext {
+        supplemental_groups: vec![70],
+        supplemental_groups_policy: cri::SupplementalGroupsPolicy::Strict as i32,
+        ..Default::default()
+    })
+    .unwrap();
+    let u = s.process().as_ref().unwrap().user().clone();
+    assert_eq!(u.additional_gids().clone().unwrap(), vec![70]);
     let err = with(cri::LinuxContainerSecurityContext {
         run_as_group: Some(cri::Int64Value { value: 5 }),
         ..Default::default()
