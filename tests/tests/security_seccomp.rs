@@ -58,6 +58,13 @@ async fn runtime_default_confines_init_and_exec_unconfined_does_not() {
         seccomp_profile_path: "runtime/default".into(),
         ..Default::default()
     };
+    // With no_new_privs the filter is loaded right before execve; without
+    // it (kubelet's default) before setuid, while CAP_SYS_ADMIN is held.
+    let nnp = v1::LinuxContainerSecurityContext {
+        no_new_privs: true,
+        run_as_user: Some(v1::Int64Value { value: 1234 }),
+        ..seccomp(profile(ProfileType::RuntimeDefault, ""))
+    };
     for (name, sc, mode, userns) in [
         (
             "default",
@@ -66,6 +73,7 @@ async fn runtime_default_confines_init_and_exec_unconfined_does_not() {
             "denied",
         ),
         ("deprecated", deprecated, "2", "denied"),
+        ("nnp", nnp, "2", "denied"),
         (
             "unconfined",
             seccomp(profile(ProfileType::Unconfined, "")),
