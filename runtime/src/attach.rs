@@ -6,8 +6,14 @@
 //! Wire format, both directions: frames of `[kind u8][len u32 BE][payload]`.
 //! Monitor → client: [`FRAME_STDOUT`], [`FRAME_STDERR`] (with a tty all
 //! output is stdout). Client → monitor: [`FRAME_STDIN`], [`FRAME_RESIZE`]
-//! (payload width u16 BE, height u16 BE). The monitor closes every client
-//! when the container exits.
+//! (payload width u16 BE, height u16 BE), [`FRAME_STDIN_CLOSE`] (empty: the
+//! client's stdin ended). The monitor closes every client when the container
+//! exits.
+//!
+//! `stdin_once` (CRI): the container's stdin is closed, so it reads EOF, when
+//! the first client that used stdin closes it or detaches. The hub holds the
+//! only write end of the stdin pipe, so dropping it is the close. With a tty
+//! the pty stays open (there is no EOF on a pty short of hanging it up).
 //!
 //! The monitor stays single-threaded: all sockets are non-blocking and
 //! polled by its loop. A client that cannot keep up (its socket buffer is
@@ -30,6 +36,8 @@ pub const FRAME_STDERR: u8 = 2;
 pub const FRAME_STDIN: u8 = 0;
 /// Frame kind: terminal size.
 pub const FRAME_RESIZE: u8 = 3;
+/// Frame kind: the client's stdin ended (empty payload).
+pub const FRAME_STDIN_CLOSE: u8 = 4;
 /// Largest frame a client may send.
 const MAX_FRAME: usize = 1 << 20;
 
@@ -65,6 +73,9 @@ pub fn take_frames(buf: &mut Vec<u8>) -> Result<Vec<(u8, Vec<u8>)>, String> {
 struct Client {
     sock: UnixStream,
     inbuf: Vec<u8>,
+    /// The client sent stdin (data or its close): its detaching ends a
+    /// `stdin_once` container's stdin.
+    used_stdin: bool,
 }
 
 /// The monitor's attach endpoint.
@@ -75,14 +86,18 @@ pub(crate) struct AttachHub {
     stdin: Option<OwnedFd>,
     /// The pty master, for resizes.
     pty: Option<OwnedFd>,
+    /// Close `stdin` after the first stdin-using client is done with it.
+    stdin_once: bool,
 }
 
 impl AttachHub {
-    /// Binds `attach.sock` in `dir`.
+    /// Binds `attach.sock` in `dir`. `stdin` must be the only write end of
+    /// the container's stdin pipe for `stdin_once` to reach the container.
     pub(crate) fn bind(
         dir: &Path,
         stdin: Option<OwnedFd>,
         pty: Option<OwnedFd>,
+        stdin_once: bool,
     ) -> Result<Self, String> {
         let listener = UnixListener::bind(dir.join(ATTACH_SOCKET))
             .map_err(|e| format!("bind attach socket: {e}"))?;
@@ -97,6 +112,7 @@ impl AttachHub {
             clients: Vec::new(),
             stdin,
             pty,
+            stdin_once,
         })
     }
 
@@ -115,30 +131,44 @@ impl AttachHub {
     pub(crate) fn handle(&mut self, ready: &[bool]) {
         // Clients first: accepting shifts nothing before them.
         let mut gone = Vec::new();
+        let mut close_stdin = false;
         for (k, c) in self.clients.iter_mut().enumerate() {
             if !ready.get(k + 1).copied().unwrap_or(false) {
                 continue;
             }
             let mut buf = [0u8; 16 * 1024];
-            match c.sock.read(&mut buf) {
-                Ok(0) => gone.push(k),
+            let frames = match c.sock.read(&mut buf) {
+                Ok(0) => Err(()),
                 Ok(n) => {
                     c.inbuf.extend_from_slice(&buf[..n]);
-                    match take_frames(&mut c.inbuf) {
-                        Ok(frames) => {
-                            for (kind, payload) in frames {
-                                apply_input(self.stdin.as_ref(), self.pty.as_ref(), kind, &payload);
-                            }
-                        }
-                        Err(_) => gone.push(k),
-                    }
+                    take_frames(&mut c.inbuf).map_err(|_| ())
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => gone.push(k),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Vec::new()),
+                Err(_) => Err(()),
+            };
+            let Ok(frames) = frames else {
+                close_stdin |= c.used_stdin;
+                gone.push(k);
+                continue;
+            };
+            for (kind, payload) in frames {
+                match kind {
+                    FRAME_STDIN => c.used_stdin = true,
+                    FRAME_STDIN_CLOSE => {
+                        c.used_stdin = true;
+                        close_stdin = true;
+                    }
+                    _ => {}
+                }
+                apply_input(self.stdin.as_ref(), self.pty.as_ref(), kind, &payload);
             }
         }
         for k in gone.into_iter().rev() {
             self.clients.remove(k);
+        }
+        if close_stdin && self.stdin_once && self.pty.is_none() {
+            // Dropping the last write end: the container reads EOF.
+            self.stdin = None;
         }
         if ready.first().copied().unwrap_or(false) {
             while let Ok((sock, _)) = self.listener.accept() {
@@ -146,6 +176,7 @@ impl AttachHub {
                     self.clients.push(Client {
                         sock,
                         inbuf: Vec::new(),
+                        used_stdin: false,
                     });
                 }
             }
@@ -234,7 +265,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (r, w) = nix::unistd::pipe().unwrap();
         set_nonblocking(r.as_fd());
-        let mut hub = AttachHub::bind(dir.path(), Some(w), None).unwrap();
+        let mut hub = AttachHub::bind(dir.path(), Some(w), None, false).unwrap();
         let mut a = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
         let mut b = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
         hub.handle(&[true]);
@@ -259,5 +290,84 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         panic!("input never reached stdin");
+    }
+
+    /// Reads `r` (non-blocking) until EOF or data, for at most a second.
+    fn read_pipe(r: &OwnedFd) -> Option<Vec<u8>> {
+        for _ in 0..100 {
+            let mut out = [0u8; 64];
+            match nix::unistd::read(r, &mut out) {
+                Ok(n) => return Some(out[..n].to_vec()),
+                Err(nix::errno::Errno::EAGAIN) => {}
+                Err(_) => return None,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Runs the hub until the pipe yields something (data or EOF).
+    fn pump(hub: &mut AttachHub, r: &OwnedFd, clients: usize) -> Vec<u8> {
+        for _ in 0..100 {
+            hub.handle(&vec![true; clients + 1]);
+            let mut out = [0u8; 64];
+            match nix::unistd::read(r, &mut out) {
+                Ok(n) => return out[..n].to_vec(),
+                Err(nix::errno::Errno::EAGAIN) => {}
+                Err(e) => panic!("read stdin pipe: {e}"),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("nothing reached the stdin pipe");
+    }
+
+    #[test]
+    fn stdin_once_closes_the_container_stdin_when_the_client_closes_its_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        set_nonblocking(r.as_fd());
+        let mut hub = AttachHub::bind(dir.path(), Some(w), None, true).unwrap();
+        let mut a = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
+        hub.handle(&[true]);
+        a.write_all(&encode_frame(FRAME_STDIN, b"echo hello\n"))
+            .unwrap();
+        assert_eq!(pump(&mut hub, &r, 1), b"echo hello\n");
+        a.write_all(&encode_frame(FRAME_STDIN_CLOSE, &[])).unwrap();
+        // EOF: the hub held the only write end and dropped it.
+        assert_eq!(pump(&mut hub, &r, 1), b"");
+    }
+
+    #[test]
+    fn stdin_once_closes_the_container_stdin_when_a_stdin_client_detaches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        set_nonblocking(r.as_fd());
+        let mut hub = AttachHub::bind(dir.path(), Some(w), None, true).unwrap();
+        let mut a = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
+        let b = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
+        hub.handle(&[true]);
+        // A client that never used stdin leaves: stdin stays open.
+        drop(b);
+        a.write_all(&encode_frame(FRAME_STDIN, b"x")).unwrap();
+        assert_eq!(pump(&mut hub, &r, 2), b"x");
+        drop(a);
+        assert_eq!(pump(&mut hub, &r, 1), b"");
+    }
+
+    #[test]
+    fn without_stdin_once_the_container_stdin_outlives_its_clients() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        set_nonblocking(r.as_fd());
+        let mut hub = AttachHub::bind(dir.path(), Some(w), None, false).unwrap();
+        let mut a = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
+        hub.handle(&[true]);
+        a.write_all(&encode_frame(FRAME_STDIN_CLOSE, &[])).unwrap();
+        drop(a);
+        for _ in 0..5 {
+            hub.handle(&[true, true]);
+        }
+        assert_eq!(read_pipe(&r), None, "stdin must stay open");
+        assert!(hub.stdin.is_some());
     }
 }

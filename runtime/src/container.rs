@@ -66,6 +66,9 @@ pub(crate) fn create(rt: &Runtime, req: &ContainerCreate) -> Result<Created, Run
     if req.stdin {
         cmd.arg("--stdin");
     }
+    if req.stdin && req.stdin_once {
+        cmd.arg("--stdin-once");
+    }
     let monitor_err = |message: String| RuntimeError::Monitor {
         id: req.id.clone(),
         message,

@@ -82,6 +82,7 @@ struct CreateOpts {
     log: Option<PathBuf>,
     tty: bool,
     stdin: bool,
+    stdin_once: bool,
 }
 
 fn parse_create(args: &[String]) -> Result<CreateOpts, String> {
@@ -100,6 +101,7 @@ fn parse_create(args: &[String]) -> Result<CreateOpts, String> {
             "--log" => o.log = Some(val()?.into()),
             "--tty" => o.tty = true,
             "--stdin" => o.stdin = true,
+            "--stdin-once" => o.stdin_once = true,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -481,10 +483,17 @@ impl Monitor {
             UnixListener::bind(&sock).map_err(|e| fail(err("bind control socket", e)))?;
         listener.set_nonblocking(true).ok();
         let dup = |fd: &Option<OwnedFd>| fd.as_ref().and_then(|f| f.try_clone().ok());
+        // Without a tty the hub takes the pipe's only write end, so that
+        // `stdin_once` can close the container's stdin by dropping it.
         let attach = crate::attach::AttachHub::bind(
             &o.dir,
-            dup(&keep_stdin),
+            if o.tty {
+                dup(&keep_stdin)
+            } else {
+                keep_stdin.take()
+            },
             if o.tty { dup(&keep_stdin) } else { None },
+            o.stdin_once,
         )
         .map_err(fail)?;
         let cgroup = cg_out.take().expect("cgroup stored above");
