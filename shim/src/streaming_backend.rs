@@ -350,7 +350,8 @@ async fn run_attach(
     io: StreamIo,
 ) -> Result<Option<i32>, BackendError> {
     use cria_runtime::attach::{
-        encode_frame, take_frames, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN, FRAME_STDOUT,
+        encode_frame, take_frames, FRAME_RESIZE, FRAME_STDERR, FRAME_STDIN, FRAME_STDIN_CLOSE,
+        FRAME_STDOUT,
     };
     use tokio::io::AsyncReadExt;
     let record = running_container(&ctx, &req.container_id).map_err(backend_err)?;
@@ -377,9 +378,16 @@ async fn run_attach(
                 }
                 let frame = encode_frame(FRAME_STDIN, &buf[..n]);
                 if wr.lock().await.write_all(&frame).await.is_err() {
-                    break;
+                    return;
                 }
             }
+            // The client closed its stdin: the monitor closes the
+            // container's when it was created with `stdin_once`.
+            let _ = wr
+                .lock()
+                .await
+                .write_all(&encode_frame(FRAME_STDIN_CLOSE, &[]))
+                .await;
         }));
     }
     if let Some(mut sizes) = resize {
