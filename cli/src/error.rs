@@ -45,8 +45,8 @@ pub enum CliError {
     /// The command line is well-formed for clap but still makes no sense.
     #[error("{0}")]
     Usage(String),
-    /// Interactive streams (attach/exec with a terminal) are not implemented yet.
-    #[error("interactive mode needs streaming support (not available yet): {0}")]
+    /// The runtime refused Exec/Attach, which interactive mode needs.
+    #[error("interactive mode needs the runtime's streaming support: {0}")]
     NeedsStreaming(String),
 }
 
@@ -104,6 +104,18 @@ impl CliError {
             op,
             code: status.code(),
             message,
+        }
+    }
+
+    /// Explains an unimplemented Exec/Attach RPC as missing streaming support, in the runtime's words.
+    pub fn streaming_refused(self) -> CliError {
+        match self {
+            CliError::Rpc {
+                op,
+                message,
+                code: Code::Unimplemented,
+            } => CliError::NeedsStreaming(format!("{op} failed: {message}")),
+            other => other,
         }
     }
 

@@ -12,6 +12,8 @@ mod progress;
 mod progress_watch;
 mod resolve;
 mod run_options;
+mod stream_client;
+mod tty;
 mod views;
 
 use std::process::ExitCode;

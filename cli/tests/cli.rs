@@ -45,7 +45,12 @@ impl Env {
 
     /// `cria --endpoint <this criad> ARGS`, bounded in time, stdin closed.
     fn cria(&self, args: &[&str]) -> Output {
-        cria_at(&self.criad.socket(), self.logs.path(), args)
+        self.cria_stdin(args, b"")
+    }
+
+    /// `cria --endpoint <this criad> ARGS` with `stdin` piped in, bounded in time.
+    fn cria_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        cria_at_stdin(&self.criad.socket(), self.logs.path(), args, stdin)
     }
 
     /// Containers and pods criad still has.
@@ -70,6 +75,10 @@ impl Env {
 }
 
 fn cria_at(socket: &Path, log_root: &Path, args: &[&str]) -> Output {
+    cria_at_stdin(socket, log_root, args, b"")
+}
+
+fn cria_at_stdin(socket: &Path, log_root: &Path, args: &[&str], stdin: &[u8]) -> Output {
     Command::cargo_bin("cria")
         .expect("cria binary")
         .arg("--endpoint")
@@ -78,7 +87,7 @@ fn cria_at(socket: &Path, log_root: &Path, args: &[&str]) -> Output {
         .env_remove("CONTAINER_RUNTIME_ENDPOINT")
         .args(args)
         .timeout(CMD_TIMEOUT)
-        .write_stdin(Vec::new())
+        .write_stdin(stdin.to_vec())
         .output()
         .expect("running cria")
 }
@@ -286,11 +295,6 @@ async fn exec_and_logs_follow() {
     assert!(pods.contains("name: box"), "{pods}");
     let stats = ok(env.cria(&["stats"]), "stats");
     assert!(stats.lines().any(|l| l.starts_with(&id[..12])), "{stats}");
-    let out = env.cria(&["exec", "-it", "box", "sh"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("interactive mode needs streaming support (not available yet)")
-    );
 
     // logs -f prints lines as they come and returns when the container exits.
     ok(
@@ -482,4 +486,86 @@ fn missing_socket_says_how_to_start_criad() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn interactive_exec_run_and_attach_stream_stdin_and_exit_codes() {
+    let env = Env::start().await;
+    let image = env.busybox();
+    ok(
+        env.cria(&["run", "-d", "--name", "box", &image, "sleep", "300"]),
+        "cria run -d",
+    );
+
+    // Piped stdin reaches the command and its end closes the command's stdin (v5 close signal).
+    let out = env.cria_stdin(&["exec", "-i", "box", "cat"], b"hi\n");
+    assert_eq!(ok(out, "echo hi | cria exec -i box cat"), "hi\n");
+    // The exit code comes back through the error channel's status.
+    let out = env.cria(&[
+        "exec",
+        "-i",
+        "box",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "out\n");
+    assert_eq!(text(&out.stderr), "err\n");
+
+    // A terminal: `script` gives cria a pty of 37 rows and 91 columns; the exec sees that size.
+    let cria = assert_cmd::cargo::cargo_bin("cria");
+    let line = format!(
+        "stty rows 37 cols 91; {} --endpoint {} exec -it box stty size; echo exit=$?",
+        cria.display(),
+        env.criad.socket().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("CRIA_LOG_ROOT", env.logs.path())
+        .timeout(CMD_TIMEOUT)
+        .write_stdin(Vec::new())
+        .output()
+        .expect("running script");
+    let got = text(&out.stdout);
+    assert!(
+        got.contains("37 91"),
+        "stty size under cria exec -it: {got:?}"
+    );
+    assert!(got.contains("exit=0"), "{got:?}");
+
+    // Exec in a container that is gone is an error naming it, not a hang.
+    let out = env.cria(&["exec", "-i", "nope", "cat"]);
+    assert_eq!(out.status.code(), Some(1));
+    ok(env.cria(&["rm", "-f", "box"]), "cria rm -f");
+
+    // run -i --rm: stdin echoed through Attach, the exit code is the container's, nothing stays.
+    let out = env.cria_stdin(&["run", "-i", "--rm", &image, "cat"], b"one\ntwo\n");
+    assert_eq!(ok(out, "cria run -i --rm cat"), "one\ntwo\n");
+    let out = env.cria_stdin(
+        &[
+            "run",
+            "-i",
+            "--rm",
+            &image,
+            "sh",
+            "-c",
+            "read l; echo got-$l; exit 3",
+        ],
+        b"x\n",
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "got-x\n");
+    assert_eq!(env.leftovers().await, (0, 0), "run -i --rm left nothing");
+
+    // attach -i to a detached interactive container: input in, output out, its exit code back.
+    ok(
+        env.cria(&["run", "-d", "-i", "--name", "sh1", &image, "sh"]),
+        "cria run -d -i sh",
+    );
+    let out = env.cria_stdin(&["attach", "-i", "sh1"], b"echo attached\nexit 7\n");
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "attached\n");
+    ok(env.cria(&["rm", "sh1"]), "cria rm");
+    assert_eq!(env.leftovers().await, (0, 0));
 }

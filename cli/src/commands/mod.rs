@@ -1,5 +1,6 @@
 //! One module per subcommand; each has its clap `Args` and a `run` returning the exit status.
 
+mod attach;
 mod completion;
 mod exec;
 mod images;
@@ -50,6 +51,9 @@ pub enum Command {
     /// Run a command in a running container
     #[command(after_help = exec::EXAMPLES)]
     Exec(exec::ExecArgs),
+    /// Attach to a running container's input and output
+    #[command(after_help = attach::EXAMPLES)]
+    Attach(attach::AttachArgs),
     /// Stop running containers
     #[command(after_help = stop::EXAMPLES)]
     Stop(stop::StopArgs),
@@ -82,6 +86,7 @@ pub async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<u8> {
         Command::Pods(a) => pods::run(ctx, a).await,
         Command::Logs(a) => logs::run(ctx, a).await,
         Command::Exec(a) => exec::run(ctx, a).await,
+        Command::Attach(a) => attach::run(ctx, a).await,
         Command::Stop(a) => stop::run(ctx, a).await,
         Command::Rm(a) => rm::run(ctx, a).await,
         Command::Stats(a) => stats::run(ctx, a).await,

@@ -15,12 +15,14 @@ use cria_proto::v1::{
 };
 
 use crate::client::Cri;
+use crate::commands::attach;
 use crate::commands::logs::{self, StreamOpts};
 use crate::commands::pull;
 use crate::error::CliError;
 use crate::lifecycle::{self, OWNER_LABEL, POD_NAMESPACE};
 use crate::progress::Target;
 use crate::run_options::{self, Port, User, Volume, CPU_PERIOD_US};
+use crate::stream_client::{Ended, SessionOptions};
 use crate::{humanize, output, resolve, Ctx};
 
 pub const EXAMPLES: &str = "Examples:
@@ -30,7 +32,10 @@ pub const EXAMPLES: &str = "Examples:
   cria run -d --name web -p 8080:80 --memory 64m --cpus 0.5 nginx
   cria run --rm --net host --entrypoint /bin/date busybox
 
-cria exits with the container's exit code. -i/-t need streaming support (not available yet) unless used with -d.";
+  cria run --rm -it busybox sh                # an interactive shell (Attach)
+  echo hi | cria run --rm -i busybox cat      # stdin piped in, closed at EOF
+
+cria exits with the container's exit code.";
 
 /// Arguments of `cria run`.
 #[derive(Debug, Args)]
@@ -38,10 +43,10 @@ pub struct RunArgs {
     /// Remove the container and its pod when it exits (also on Ctrl-C)
     #[arg(long)]
     rm: bool,
-    /// Keep stdin open (needs streaming unless -d)
+    /// Keep stdin open and pass ours to the container (Attach unless -d)
     #[arg(short, long)]
     interactive: bool,
-    /// Allocate a terminal (needs streaming unless -d)
+    /// Allocate a terminal
     #[arg(short, long)]
     tty: bool,
     /// Start in the background and print the container id
@@ -246,8 +251,10 @@ fn container_config(args: &RunArgs, name: &str, image_id: &str) -> ContainerConf
             .collect(),
         labels: HashMap::from([(OWNER_LABEL.to_string(), "true".to_string())]),
         log_path: format!("{name}.log"),
-        // Only reachable with -d (checked in `run`): keeps a shell alive without attaching.
         stdin: args.interactive,
+        // Attached runs close the container's stdin when ours ends (`echo hi | cria run -i .. cat`);
+        // with -d nobody is attached at first, so a shell keeps its stdin open.
+        stdin_once: args.interactive && !args.detach,
         tty: args.tty,
         linux: Some(LinuxContainerConfig {
             resources: Some(resources),
@@ -446,14 +453,27 @@ async fn follow_interruptible(cri: &Cri, id: &str) -> anyhow::Result<u8> {
     }
 }
 
+/// Attaches to the started container and returns its exit code once it has
+/// exited. A signal that ends the session (Ctrl-C without -t) stops the container.
+async fn attach_interruptible(cri: &Cri, id: &str, args: &RunArgs) -> anyhow::Result<u8> {
+    let opts = SessionOptions {
+        stdin: args.interactive,
+        tty: args.tty,
+    };
+    let ended = attach::attach_session(cri, id, opts).await?;
+    if let Ended::Signal(_) = ended {
+        eprintln!(
+            "cria: interrupted, stopping container {}",
+            humanize::short_id(id)
+        );
+        lifecycle::stop_container(cri, id, STOP_GRACE_SECS).await?;
+    }
+    let status = lifecycle::wait_exit(cri, id).await?;
+    Ok((status.exit_code & 0xff) as u8)
+}
+
 /// Runs `cria run`.
 pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
-    if (args.interactive || args.tty) && !args.detach {
-        return Err(CliError::NeedsStreaming(
-            "run without -i/-t to see the output, or with -d to keep the container running in the background".into(),
-        )
-        .into());
-    }
     if args.rm && args.detach {
         return Err(CliError::Usage("--rm and -d cannot be used together".into()).into());
     }
@@ -496,7 +516,11 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let created = created.ok_or_else(|| anyhow::anyhow!("internal error: run lost its pod id"))?;
-    let outcome = follow_interruptible(&cri, &id).await;
+    let outcome = if args.interactive || args.tty {
+        attach_interruptible(&cri, &id, &args).await
+    } else {
+        follow_interruptible(&cri, &id).await
+    };
     if args.rm {
         created.remove(&cri).await;
     }

@@ -1,0 +1,315 @@
+//! The client side of the kubelet streaming protocol over WebSocket
+//! (`v5.channel.k8s.io`, falling back to `v4.channel.k8s.io`): what `exec -i/-t`,
+//! `attach` and `run -i/-t` use once Exec/Attach returned a URL.
+//!
+//! Every message is one channel byte and its data: 0 stdin, 1 stdout,
+//! 2 stderr, 3 error (a metav1.Status JSON at the end), 4 resize (JSON
+//! `{"Width":w,"Height":h}`); v5 adds 255, the close signal (`[255, 0]`
+//! tells the server stdin reached EOF).
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::tty;
+
+/// The subprotocols we offer, preferred first.
+const PROTOCOLS: &str = "v5.channel.k8s.io, v4.channel.k8s.io";
+const V5: &str = "v5.channel.k8s.io";
+const CH_STDIN: u8 = 0;
+const CH_STDOUT: u8 = 1;
+const CH_STDERR: u8 = 2;
+const CH_ERROR: u8 = 3;
+const CH_RESIZE: u8 = 4;
+const CH_CLOSE: u8 = 255;
+
+/// What can go wrong in a streaming session.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The runtime returned a URL we cannot use.
+    #[error("streaming url {0:?} is not an http:// url")]
+    BadUrl(String),
+    /// The streaming server is unreachable.
+    #[error("cannot connect to the streaming server at {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// The WebSocket upgrade or the session itself failed.
+    #[error("streaming session with {url} failed: {source}")]
+    WebSocket {
+        url: String,
+        source: Box<tokio_tungstenite::tungstenite::Error>,
+    },
+    /// The runtime ended the session with an error status.
+    #[error("the runtime reported: {0}")]
+    Remote(String),
+    /// The local terminal or signal handling failed.
+    #[error("local terminal: {0}")]
+    Local(std::io::Error),
+}
+
+/// What the session should carry.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionOptions {
+    /// Forward our stdin.
+    pub stdin: bool,
+    /// The remote side is a terminal: raw mode here, resize messages, no stderr.
+    pub tty: bool,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The server sent a status with this exit code.
+    Exit(i32),
+    /// The server closed the session without a status (attach does this when it only detaches).
+    NoStatus,
+    /// We were told to stop by this signal.
+    Signal(i32),
+}
+
+impl Ended {
+    /// The process exit status this ending maps to (docker's 128+signal for signals; 0 without status).
+    pub fn exit_status(self) -> u8 {
+        match self {
+            Ended::Exit(c) => (c & 0xff) as u8,
+            Ended::NoStatus => 0,
+            Ended::Signal(s) => (128 + s) as u8,
+        }
+    }
+}
+
+/// Splits `http://host:port/path` into the address to dial and the `ws://` URL.
+fn ws_target(url: &str) -> Result<(String, String), StreamError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| StreamError::BadUrl(url.to_string()))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(StreamError::BadUrl(url.to_string()));
+    }
+    Ok((host.to_string(), format!("ws://{rest}")))
+}
+
+/// Reads the exit code from the error channel's metav1.Status JSON; an empty
+/// text is no status at all. Anything but Success or NonZeroExitCode is the
+/// runtime's error, in its own words.
+pub fn parse_status(text: &str) -> Result<Ended, StreamError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Ended::NoStatus);
+    }
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        // Pre-v4 servers send plain text.
+        return Err(StreamError::Remote(text.to_string()));
+    };
+    match v["status"].as_str() {
+        Some("Success") => Ok(Ended::Exit(0)),
+        _ if v["reason"] == "NonZeroExitCode" => {
+            let causes = v["details"]["causes"].as_array();
+            let code = causes
+                .into_iter()
+                .flatten()
+                .find(|c| c["reason"] == "ExitCode")
+                .and_then(|c| c["message"].as_str())
+                .and_then(|m| m.parse::<i32>().ok());
+            code.map(Ended::Exit)
+                .ok_or_else(|| StreamError::Remote(format!("no exit code in {text}")))
+        }
+        _ => Err(StreamError::Remote(
+            v["message"].as_str().unwrap_or(text).to_string(),
+        )),
+    }
+}
+
+/// The resize message for a terminal of `cols` x `rows`.
+fn resize_msg(cols: u16, rows: u16) -> Message {
+    let mut v = vec![CH_RESIZE];
+    v.extend_from_slice(format!(r#"{{"Width":{cols},"Height":{rows}}}"#).as_bytes());
+    Message::binary(v)
+}
+
+/// A message on `channel`.
+fn channel_msg(channel: u8, data: &[u8]) -> Message {
+    let mut v = Vec::with_capacity(data.len() + 1);
+    v.push(channel);
+    v.extend_from_slice(data);
+    Message::binary(v)
+}
+
+/// Reads stdin on a thread of its own (a blocking read must never hold the
+/// single-threaded runtime, and it may outlive the session); `None` is EOF.
+fn spawn_stdin_reader() -> mpsc::Receiver<Option<Vec<u8>>> {
+    let (tx, rx) = mpsc::channel(4);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = tx.blocking_send(None);
+                    return;
+                }
+                Ok(n) => {
+                    if tx.blocking_send(Some(buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+fn write_out(mut w: impl Write, data: &[u8]) -> std::io::Result<()> {
+    w.write_all(data)?;
+    w.flush()
+}
+
+/// Runs one remotecommand session at `url` until the server ends it; the
+/// local terminal is in raw mode meanwhile when `tty` and stdin is a terminal.
+pub async fn run_session(url: &str, opts: SessionOptions) -> Result<Ended, StreamError> {
+    let (addr, ws_url) = ws_target(url)?;
+    let ws_err = |source| StreamError::WebSocket {
+        url: url.to_string(),
+        source: Box::new(source),
+    };
+    let mut req = ws_url.as_str().into_client_request().map_err(ws_err)?;
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static(PROTOCOLS),
+    );
+    let tcp = TcpStream::connect(&addr)
+        .await
+        .map_err(|source| StreamError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
+    let (ws, resp) = tokio_tungstenite::client_async(req, tcp)
+        .await
+        .map_err(ws_err)?;
+    let v5 = resp
+        .headers()
+        .get("sec-websocket-protocol")
+        .is_some_and(|p| p.as_bytes() == V5.as_bytes());
+    tracing::debug!(v5, "streaming session open");
+    let (mut sink, mut stream) = ws.split();
+
+    let local_tty = opts.tty && tty::is_terminal(std::io::stdin().as_fd());
+    // Restored when this function returns by any path, or unwinds.
+    let _raw = if local_tty {
+        Some(tty::RawMode::enter_stdin().map_err(|e| StreamError::Local(e.into()))?)
+    } else {
+        None
+    };
+    let mut stdin_rx = opts.stdin.then(spawn_stdin_reader);
+    let sig = |kind| signal(kind).map_err(StreamError::Local);
+    let mut winch = sig(SignalKind::window_change())?;
+    let mut term = sig(SignalKind::terminate())?;
+    let mut hup = sig(SignalKind::hangup())?;
+    let mut int = sig(SignalKind::interrupt())?;
+    if opts.tty {
+        if let Some((c, r)) = tty::local_size() {
+            sink.send(resize_msg(c, r)).await.map_err(ws_err)?;
+        }
+    }
+
+    let mut error_text = String::new();
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                None | Some(Ok(Message::Close(_))) => break,
+                Some(Err(e)) => {
+                    use tokio_tungstenite::tungstenite::Error as E;
+                    if matches!(e, E::ConnectionClosed | E::AlreadyClosed | E::Protocol(_)) && !error_text.is_empty() {
+                        break;
+                    }
+                    return Err(ws_err(e));
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    let Some((&ch, data)) = b.split_first() else { continue };
+                    let res = match ch {
+                        CH_STDOUT => write_out(std::io::stdout().lock(), data),
+                        CH_STDERR => write_out(std::io::stderr().lock(), data),
+                        CH_ERROR => {
+                            error_text.push_str(&String::from_utf8_lossy(data));
+                            Ok(())
+                        }
+                        _ => Ok(()),
+                    };
+                    // Our reader went away: the session has nowhere to go.
+                    if let Err(e) = res {
+                        return Err(StreamError::Local(e));
+                    }
+                }
+                Some(Ok(_)) => {}
+            },
+            chunk = async { stdin_rx.as_mut()?.recv().await }, if stdin_rx.is_some() => match chunk {
+                Some(Some(data)) => sink.send(channel_msg(CH_STDIN, &data)).await.map_err(ws_err)?,
+                _ => {
+                    stdin_rx = None;
+                    // v4 has no way to say EOF; the process keeps its stdin until it ends.
+                    if v5 {
+                        sink.send(channel_msg(CH_CLOSE, &[CH_STDIN])).await.map_err(ws_err)?;
+                    }
+                }
+            },
+            _ = winch.recv(), if opts.tty => {
+                if let Some((c, r)) = tty::local_size() {
+                    sink.send(resize_msg(c, r)).await.map_err(ws_err)?;
+                }
+            }
+            _ = term.recv() => return Ok(Ended::Signal(libc::SIGTERM)),
+            _ = hup.recv() => return Ok(Ended::Signal(libc::SIGHUP)),
+            _ = int.recv() => return Ok(Ended::Signal(libc::SIGINT)),
+        }
+    }
+    let _ = sink.close().await;
+    parse_status(&error_text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let (addr, ws) = ws_target("http://127.0.0.1:4000/exec/abc").unwrap();
+        assert_eq!(addr, "127.0.0.1:4000");
+        assert_eq!(ws, "ws://127.0.0.1:4000/exec/abc");
+        assert!(ws_target("https://x/y").is_err());
+        assert!(ws_target("http:///y").is_err());
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(
+            parse_status(r#"{"metadata":{},"status":"Success"}"#).unwrap(),
+            Ended::Exit(0)
+        );
+        let five = r#"{"metadata":{},"status":"Failure","message":"command terminated with non-zero exit code","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"5"}]}}"#;
+        assert_eq!(parse_status(five).unwrap(), Ended::Exit(5));
+        assert_eq!(parse_status("").unwrap(), Ended::NoStatus);
+        let err =
+            parse_status(r#"{"status":"Failure","message":"container not running"}"#).unwrap_err();
+        assert!(err.to_string().contains("container not running"), "{err}");
+        assert!(matches!(parse_status("boom"), Err(StreamError::Remote(m)) if m == "boom"));
+    }
+
+    #[test]
+    fn resize_json() {
+        let Message::Binary(b) = resize_msg(80, 24) else {
+            panic!("resize is binary")
+        };
+        assert_eq!(b[0], CH_RESIZE);
+        assert_eq!(&b[1..], br#"{"Width":80,"Height":24}"#);
+    }
+}
