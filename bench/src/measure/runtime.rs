@@ -202,7 +202,7 @@ pub fn measure(ctx: &mut Ctx) -> Result<()> {
          network namespace, process `/bin/true`, cgroupsPath /cria-bench-runtime, without the \
          `cgroup` mount cria cannot do yet on hybrid hosts) run with \
          `<runtime> --root <own dir> run --bundle`; the time includes each CLI's own exec. \
-         cria-oci is bench/src/bin/cria-oci.rs over the cria_runtime library (it starts one \
+         cria-oci is runtime/src/bin/cria-oci.rs over the cria_runtime library (it starts one \
          cria-monitor per container)."
             .into(),
     );
