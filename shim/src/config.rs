@@ -206,6 +206,14 @@ pub struct StreamingConfig {
     pub address: IpAddr,
     /// Port of the streaming server; 0 picks a free one. Default: 0.
     pub port: u16,
+    /// PEM certificate chain: with `tls_key_file`, the server speaks TLS
+    /// and hands out `https://` URLs. Default: unset (plain HTTP).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`. Default: unset.
+    pub tls_key_file: Option<PathBuf>,
+    /// Seconds an exec/attach/port-forward URL stays valid (single use in
+    /// any case). Default: 60.
+    pub token_ttl_seconds: u64,
 }
 
 impl Default for StreamingConfig {
@@ -213,6 +221,50 @@ impl Default for StreamingConfig {
         StreamingConfig {
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 0,
+            tls_cert_file: None,
+            tls_key_file: None,
+            token_ttl_seconds: 60,
+        }
+    }
+}
+
+impl StreamingConfig {
+    /// Certificate and key come together; a URL must live for a while.
+    fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    key: "streaming.tls_cert_file",
+                    reason: "is set without streaming.tls_key_file (set both or neither)"
+                        .to_string(),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "streaming.tls_key_file",
+                    reason: "is set without streaming.tls_cert_file (set both or neither)"
+                        .to_string(),
+                })
+            }
+            _ => {}
+        }
+        if self.token_ttl_seconds == 0 {
+            return Err(ConfigError::Invalid {
+                key: "streaming.token_ttl_seconds",
+                reason: "must be at least 1".to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The certificate and key files, when TLS is configured.
+    pub fn tls_files(&self) -> Option<cria_streaming::TlsFiles> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Some(cria_streaming::TlsFiles {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+            }),
+            _ => None,
         }
     }
 }
@@ -321,6 +373,7 @@ impl Config {
                 reason: format!("{:?} is not a level or filter: {e}", self.log_level),
             });
         }
+        self.streaming.validate()?;
         for (key, path) in [("root", &self.root), ("state", &self.state)] {
             if !path.is_absolute() {
                 return Err(ConfigError::Invalid {
@@ -384,6 +437,8 @@ mod tests {
         assert_eq!(c.runtime.cgroup_driver, CgroupDriver::Cgroupfs);
         assert_eq!(c.streaming.address, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(c.streaming.port, 0);
+        assert_eq!(c.streaming.tls_files(), None);
+        assert_eq!(c.streaming.token_ttl_seconds, 60);
     }
 
     #[test]
@@ -415,6 +470,9 @@ cgroup_driver = "cgroupfs"
 [streaming]
 address = "::1"
 port = 10010
+tls_cert_file = "/etc/cria/streaming.crt"
+tls_key_file = "/etc/cria/streaming.key"
+token_ttl_seconds = 5
 "#,
         )
         .unwrap();
@@ -438,6 +496,39 @@ port = 10010
         assert_eq!(c.monitor_path(), PathBuf::from("/usr/libexec/cria-monitor"));
         assert_eq!(c.streaming.address, "::1".parse::<IpAddr>().unwrap());
         assert_eq!(c.streaming.port, 10010);
+        assert_eq!(
+            c.streaming.tls_files(),
+            Some(cria_streaming::TlsFiles {
+                cert_file: PathBuf::from("/etc/cria/streaming.crt"),
+                key_file: PathBuf::from("/etc/cria/streaming.key"),
+            })
+        );
+        assert_eq!(c.streaming.token_ttl_seconds, 5);
+    }
+
+    #[test]
+    fn a_tls_file_alone_is_refused_naming_the_key() {
+        for (text, key) in [
+            (
+                "[streaming]\ntls_cert_file = \"/c.pem\"\n",
+                "streaming.tls_cert_file",
+            ),
+            (
+                "[streaming]\ntls_key_file = \"/k.pem\"\n",
+                "streaming.tls_key_file",
+            ),
+        ] {
+            let msg = parse(text).unwrap_err().to_string();
+            assert!(msg.contains(key), "{key}: {msg}");
+        }
+    }
+
+    #[test]
+    fn a_zero_token_ttl_is_refused() {
+        let msg = parse("[streaming]\ntoken_ttl_seconds = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("streaming.token_ttl_seconds"), "{msg}");
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub async fn start(
     let server = StreamingServer::start(
         ServerConfig {
             addr: SocketAddr::new(config.address, config.port),
-            ..ServerConfig::default()
+            token_ttl: std::time::Duration::from_secs(config.token_ttl_seconds),
+            tls: config.tls_files(),
         },
         backend,
     )

@@ -22,7 +22,13 @@ fn contrib_config_toml_names_every_key() {
     let defaults = toml::Value::try_from(Config::default()).expect("the defaults serialise");
     let mut missing = Vec::new();
     collect_keys(&defaults, "", &mut missing, &text);
-    for optional in ["socket", "auth_file", "monitor_path"] {
+    for optional in [
+        "socket",
+        "auth_file",
+        "monitor_path",
+        "tls_cert_file",
+        "tls_key_file",
+    ] {
         assert!(
             text.contains(&format!("# {optional} = ")),
             "contrib/config.toml should show the optional key {optional}"

@@ -2,7 +2,8 @@
 //! `PortForward` RPCs point clients (kubelet's proxy, crictl) at.
 //!
 //! Each RPC registers a request here and gets a URL carrying a single-use
-//! token that expires (default one minute). The client then upgrades its
+//! token that expires (default one minute). With a certificate and key
+//! configured the server speaks TLS and hands out `https://` URLs. The client then upgrades its
 //! HTTP/1.1 connection to SPDY/3.1 or WebSocket and speaks the Kubernetes
 //! remotecommand or port-forward protocol over it.
 //!
@@ -15,12 +16,14 @@ mod remotecommand;
 mod server;
 pub mod spdy;
 mod status;
+mod tls;
 mod token;
 mod websocket;
 
 pub use error::{BackendError, StreamingError};
 pub use server::{ServerConfig, StreamingServer};
 pub use status::exit_status_json;
+pub use tls::TlsFiles;
 
 use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncWrite};

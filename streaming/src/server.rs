@@ -3,6 +3,7 @@
 
 use crate::remotecommand::{self, Command};
 use crate::spdy::session::Session;
+use crate::tls::TlsFiles;
 use crate::token::TokenCache;
 use crate::websocket;
 use crate::{AttachRequest, ExecRequest, PortForwardRequest, StreamingBackend, StreamingError};
@@ -12,8 +13,10 @@ use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
@@ -24,6 +27,8 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// How long a URL stays valid (single use in any case).
     pub token_ttl: Duration,
+    /// Serve TLS with this certificate and key (URLs are then `https://`).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +36,7 @@ impl Default for ServerConfig {
         ServerConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             token_ttl: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -52,6 +58,8 @@ struct Inner {
 pub struct StreamingServer {
     inner: Arc<Inner>,
     addr: SocketAddr,
+    /// `http` or `https`.
+    scheme: &'static str,
     accept: JoinHandle<()>,
 }
 
@@ -67,6 +75,9 @@ impl StreamingServer {
         config: ServerConfig,
         backend: Arc<dyn StreamingBackend>,
     ) -> Result<StreamingServer, StreamingError> {
+        // Certificate problems fail start-up before the port is taken.
+        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener =
             TcpListener::bind(config.addr)
                 .await
@@ -79,11 +90,12 @@ impl StreamingServer {
             tokens: TokenCache::new(config.token_ttl),
             backend,
         });
-        let accept = tokio::spawn(accept_loop(listener, inner.clone()));
-        tracing::info!(%addr, "streaming server listening");
+        let accept = tokio::spawn(accept_loop(listener, tls, inner.clone()));
+        tracing::info!(%addr, scheme, "streaming server listening");
         Ok(StreamingServer {
             inner,
             addr,
+            scheme,
             accept,
         })
     }
@@ -94,7 +106,7 @@ impl StreamingServer {
     }
 
     fn url(&self, kind: &str, token: &str) -> String {
-        format!("http://{}/{kind}/{token}", self.addr)
+        format!("{}://{}/{kind}/{token}", self.scheme, self.addr)
     }
 
     /// Registers an exec; returns the URL the client connects to.
@@ -141,7 +153,10 @@ fn check_streams(stdin: bool, stdout: bool, stderr: bool) -> Result<(), Streamin
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
+/// How long a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, inner: Arc<Inner>) {
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -154,18 +169,34 @@ async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
         };
         let _ = tcp.set_nodelay(true);
         let inner = inner.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let inner = inner.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(inner, req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "streaming connection failed");
+            let Some(tls) = tls else {
+                return serve_connection(tcp, peer, inner).await;
+            };
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                Ok(Ok(stream)) => serve_connection(stream, peer, inner).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "streaming tls handshake failed"),
+                Err(_) => tracing::debug!(%peer, "streaming tls handshake timed out"),
             }
         });
+    }
+}
+
+/// Serves HTTP/1.1 (with upgrades) on one accepted connection, plain or TLS.
+async fn serve_connection<S>(io: S, peer: SocketAddr, inner: Arc<Inner>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let inner = inner.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(inner, req)) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "streaming connection failed");
     }
 }
 
