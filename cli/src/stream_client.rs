@@ -203,7 +203,8 @@ pub async fn run_session(url: &str, opts: SessionOptions) -> Result<Ended, Strea
     tracing::debug!(v5, "streaming session open");
     let (mut sink, mut stream) = ws.split();
 
-    let local_tty = opts.tty && tty::is_terminal(std::io::stdin().as_fd());
+    // Raw mode only when our keys go to the remote terminal (as kubectl does).
+    let local_tty = opts.tty && opts.stdin && tty::is_terminal(std::io::stdin().as_fd());
     // Restored when this function returns by any path, or unwinds.
     let _raw = if local_tty {
         Some(tty::RawMode::enter_stdin().map_err(|e| StreamError::Local(e.into()))?)

@@ -520,19 +520,21 @@ async fn interactive_exec_run_and_attach_stream_stdin_and_exit_codes() {
         cria.display(),
         env.criad.socket().display()
     );
-    let out = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .env("CRIA_LOG_ROOT", env.logs.path())
-        .timeout(CMD_TIMEOUT)
-        .write_stdin(Vec::new())
-        .output()
-        .expect("running script");
-    let got = text(&out.stdout);
+    let got = under_script(&env, &line, b"");
     assert!(
         got.contains("37 91"),
         "stty size under cria exec -it: {got:?}"
     );
     assert!(got.contains("exit=0"), "{got:?}");
+    // A shell on a terminal: what we type runs, and its exit code is cria's.
+    let line = format!(
+        "{} --endpoint {} exec -it box sh; echo exit=$?",
+        cria.display(),
+        env.criad.socket().display()
+    );
+    let got = under_script(&env, &line, b"echo tty-$((20+22)); exit 6\n");
+    assert!(got.contains("tty-42"), "{got:?}");
+    assert!(got.contains("exit=6"), "{got:?}");
 
     // Exec in a container that is gone is an error naming it, not a hang.
     let out = env.cria(&["exec", "-i", "nope", "cat"]);
@@ -568,4 +570,17 @@ async fn interactive_exec_run_and_attach_stream_stdin_and_exit_codes() {
     assert_eq!(text(&out.stdout), "attached\n");
     ok(env.cria(&["rm", "sh1"]), "cria rm");
     assert_eq!(env.leftovers().await, (0, 0));
+}
+
+/// Runs the shell command `line` on a pseudo-terminal (`script` from util-linux) with
+/// `input` typed into it; returns what the terminal showed.
+fn under_script(env: &Env, line: &str, input: &[u8]) -> String {
+    let out = Command::new("script")
+        .args(["-qec", line, "/dev/null"])
+        .env("CRIA_LOG_ROOT", env.logs.path())
+        .timeout(CMD_TIMEOUT)
+        .write_stdin(input.to_vec())
+        .output()
+        .expect("running script");
+    text(&out.stdout)
 }

@@ -16,6 +16,9 @@ pub const EXAMPLES: &str = "Examples:
 Leave with Ctrl-C (without -t) or by ending the container's shell. cria exits
 with the container's code when it has exited, 0 when it still runs.";
 
+/// How long after the session ends to wait for the runtime to report the container's exit.
+const EXIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Arguments of `cria attach`.
 #[derive(Debug, Args)]
 pub struct AttachArgs {
@@ -30,19 +33,23 @@ pub struct AttachArgs {
 }
 
 /// Attaches to container `id` until the session ends, then returns the
-/// container's exit status: the one the server sent, else ContainerStatus's
-/// if it has exited, else 0 (or 128+signal when a signal ended the session).
+/// container's exit status from ContainerStatus once it has exited; if it
+/// still runs, the code the server sent, else 0 (128+signal when a signal
+/// ended the session).
 pub async fn attach_to_exit(cri: &Cri, id: &str, opts: SessionOptions) -> anyhow::Result<u8> {
     let ended = attach_session(cri, id, opts).await?;
-    if let Ended::Signal(_) | Ended::Exit(_) = ended {
+    if let Ended::Signal(_) = ended {
         return Ok(ended.exit_status());
     }
-    let status = lifecycle::container_status(cri, id).await?;
-    if !lifecycle::has_exited(&status) {
-        return Ok(ended.exit_status());
+    // The session ends when the container exits; give the runtime a moment to
+    // record it, so the status (and a `cria rm` right after) agrees.
+    let waited = tokio::time::timeout(EXIT_SETTLE, lifecycle::wait_exit(cri, id)).await;
+    match waited {
+        // Exit statuses are 0-255; a signal death is reported by runtimes as 128+signal.
+        Ok(status) => Ok((status?.exit_code & 0xff) as u8),
+        // Still running: the session ended without the container (a detach).
+        Err(_) => Ok(ended.exit_status()),
     }
-    // Exit statuses are 0-255; a signal death is reported by runtimes as 128+signal.
-    Ok((status.exit_code & 0xff) as u8)
 }
 
 /// Attach RPC and the streaming session on its URL, until either side ends it.
