@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use cria_proto::v1;
 use cria_tests::pod::PodEnv;
-use cria_tests::RuntimeClient;
+use cria_tests::{CriadConfig, RuntimeClient};
 use flate2::{Compress, Compression, FlushCompress};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,7 +33,12 @@ pub struct Pod {
 impl Pod {
     /// Starts criad, a pod and a container running `argv`.
     pub async fn start(name: &str, argv: &[&str]) -> Result<Pod> {
-        let env = PodEnv::start().await?;
+        Self::start_with(name, argv, CriadConfig::default()).await
+    }
+
+    /// The same with more criad config (e.g. a `[streaming]` section).
+    pub async fn start_with(name: &str, argv: &[&str], config: CriadConfig) -> Result<Pod> {
+        let env = PodEnv::start_with(config).await?;
         let mut rt = env.rt().await?;
         let pod = env.pod_config(name)?;
         let pod_id = env
@@ -184,7 +189,14 @@ pub fn ws_decode(msg: &Message) -> Option<(u8, Vec<u8>)> {
 }
 
 /// Reads a remotecommand session to its end (close or EOF), bounded by `limit`.
-pub async fn ws_collect(ws: &mut Ws, base64: bool, limit: Duration) -> Result<Outcome> {
+pub async fn ws_collect<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    base64: bool,
+    limit: Duration,
+) -> Result<Outcome>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let _ = base64;
     let mut out = Outcome::default();
     tokio::time::timeout(limit, async {
