@@ -36,6 +36,9 @@ pub enum StreamError {
     /// The runtime returned a URL we cannot use.
     #[error("streaming url {0:?} is not an http:// url")]
     BadUrl(String),
+    /// The streaming server speaks TLS, which this client does not yet.
+    #[error("the runtime's streaming server uses TLS ({0}), which cria cannot connect to yet")]
+    Tls(String),
     /// The streaming server is unreachable.
     #[error("cannot connect to the streaming server at {addr}: {source}")]
     Connect {
@@ -89,6 +92,9 @@ impl Ended {
 
 /// Splits `http://host:port/path` into the address to dial and the `ws://` URL.
 fn ws_target(url: &str) -> Result<(String, String), StreamError> {
+    if url.starts_with("https://") {
+        return Err(StreamError::Tls(url.to_string()));
+    }
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| StreamError::BadUrl(url.to_string()))?;
@@ -286,7 +292,11 @@ mod tests {
         let (addr, ws) = ws_target("http://127.0.0.1:4000/exec/abc").unwrap();
         assert_eq!(addr, "127.0.0.1:4000");
         assert_eq!(ws, "ws://127.0.0.1:4000/exec/abc");
-        assert!(ws_target("https://x/y").is_err());
+        assert!(matches!(ws_target("https://x/y"), Err(StreamError::Tls(_))));
+        assert!(matches!(
+            ws_target("ftp://x/y"),
+            Err(StreamError::BadUrl(_))
+        ));
         assert!(ws_target("http:///y").is_err());
     }
 
