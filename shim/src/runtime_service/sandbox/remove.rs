@@ -2,25 +2,21 @@
 //! files and record. Idempotent; an unknown id is success.
 
 use super::network;
+use super::stop::{container_ids, existing};
 use crate::runtime_service::container;
 use crate::runtime_service::context::{blocking, runtime_status};
-use crate::runtime_service::store::StoreError;
 use crate::runtime_service::RuntimeContext;
 use std::sync::Arc;
 use tonic::Status;
 
 pub(crate) async fn remove(ctx: &Arc<RuntimeContext>, id: &str) -> Result<(), Status> {
-    let entry = match ctx.sandboxes.get(id) {
-        Ok(entry) => entry,
-        Err(StoreError::NotFound { .. }) => return Ok(()),
-        Err(e) => return Err(e.into()),
+    let Some(entry) = existing(ctx, id)? else {
+        return Ok(());
     };
     let _op = entry.op.lock().await;
     let record = entry.get();
-    for c in ctx.containers.list() {
-        if c.sandbox_id == record.id {
-            container::remove::remove(ctx, &c.id).await?;
-        }
+    for container_id in container_ids(ctx, &record.id) {
+        container::remove::remove(ctx, &container_id).await?;
     }
     network::detach(ctx, &record).await?;
     let rt_ctx = ctx.clone();

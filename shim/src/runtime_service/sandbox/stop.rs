@@ -4,26 +4,45 @@
 
 use super::network;
 use crate::runtime_service::container;
-use crate::runtime_service::store::sandbox::SandboxState;
-use crate::runtime_service::store::StoreError;
+use crate::runtime_service::store::sandbox::{SandboxRecord, SandboxState};
+use crate::runtime_service::store::{Entry, StoreError};
 use crate::runtime_service::RuntimeContext;
 use std::sync::Arc;
 use tonic::Status;
 
+/// The sandbox `id`, or `None` when it is unknown: StopPodSandbox and
+/// RemovePodSandbox both treat a pod that is already gone as success.
+pub(super) fn existing(
+    ctx: &RuntimeContext,
+    id: &str,
+) -> Result<Option<Arc<Entry<SandboxRecord>>>, Status> {
+    match ctx.sandboxes.get(id) {
+        Ok(entry) => Ok(Some(entry)),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Ids of the containers that belong to sandbox `sandbox_id`.
+pub(super) fn container_ids(ctx: &RuntimeContext, sandbox_id: &str) -> Vec<String> {
+    ctx.containers
+        .list()
+        .into_iter()
+        .filter(|c| c.sandbox_id == sandbox_id)
+        .map(|c| c.id)
+        .collect()
+}
+
 pub(crate) async fn stop(ctx: &Arc<RuntimeContext>, id: &str) -> Result<(), Status> {
-    let entry = match ctx.sandboxes.get(id) {
-        Ok(entry) => entry,
-        Err(StoreError::NotFound { .. }) => return Ok(()),
-        Err(e) => return Err(e.into()),
+    let Some(entry) = existing(ctx, id)? else {
+        return Ok(());
     };
     let _op = entry.op.lock().await;
     let record = entry.get();
-    for c in ctx.containers.list() {
-        if c.sandbox_id == record.id {
-            // Kubelet has normally stopped them gracefully already; what is
-            // left is killed at once.
-            container::stop::stop(ctx, &c.id, 0).await?;
-        }
+    for container_id in container_ids(ctx, &record.id) {
+        // Kubelet has normally stopped them gracefully already; what is
+        // left is killed at once.
+        container::stop::stop(ctx, &container_id, 0).await?;
     }
     network::detach(ctx, &record).await?;
     entry.update(|r| {
