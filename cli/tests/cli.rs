@@ -516,7 +516,7 @@ async fn interactive_exec_run_and_attach_stream_stdin_and_exit_codes() {
     // A terminal: `script` gives cria a pty of 37 rows and 91 columns; the exec sees that size.
     let cria = assert_cmd::cargo::cargo_bin("cria");
     let line = format!(
-        "stty rows 37 cols 91; {} --endpoint {} exec -it box stty size; echo exit=$?",
+        "stty rows 37 cols 91; {} --endpoint {} exec -it box stty size; echo exit=$?; stty -a",
         cria.display(),
         env.criad.socket().display()
     );
@@ -526,6 +526,11 @@ async fn interactive_exec_run_and_attach_stream_stdin_and_exit_codes() {
         "stty size under cria exec -it: {got:?}"
     );
     assert!(got.contains("exit=0"), "{got:?}");
+    // Raw mode ended with the session: line editing and echo are back.
+    assert!(
+        got.contains(" icanon") && got.contains(" echo ") && !got.contains("-icanon"),
+        "terminal not restored: {got:?}"
+    );
     // A shell on a terminal: what we type runs, and its exit code is cria's.
     let line = format!(
         "{} --endpoint {} exec -it box sh; echo exit=$?",
