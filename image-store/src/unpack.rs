@@ -140,16 +140,24 @@ mod tests {
         rx
     }
 
-    #[test]
-    fn good_stream_reads_through_and_commits() {
+    /// A content store in a fresh directory (kept alive by the returned
+    /// guard) and a reader of `chunks` that tees them into an ingest of the
+    /// 6-byte blob "abcdef" there.
+    fn tee_abcdef(chunks: Vec<Chunk>) -> (tempfile::TempDir, ContentStore, String, TeeReader) {
         let dir = tempfile::tempdir().unwrap();
         let cs = ContentStore::open(dir.path()).unwrap();
         let digest = sha256_digest(b"abcdef");
-        let rx = feed(vec![
+        let ingest = cs.ingest(&digest, Some(6)).unwrap();
+        let reader = TeeReader::new(feed(chunks), ingest);
+        (dir, cs, digest, reader)
+    }
+
+    #[test]
+    fn good_stream_reads_through_and_commits() {
+        let (_dir, cs, digest, mut r) = tee_abcdef(vec![
             Ok(Bytes::from_static(b"abc")),
             Ok(Bytes::from_static(b"def")),
         ]);
-        let mut r = TeeReader::new(rx, cs.ingest(&digest, Some(6)).unwrap());
         let mut out = Vec::new();
         r.read_to_end(&mut out).unwrap();
         assert_eq!(out, b"abcdef");
@@ -159,14 +167,10 @@ mod tests {
 
     #[test]
     fn corrupt_stream_errors_at_eof_and_keeps_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let cs = ContentStore::open(dir.path()).unwrap();
-        let digest = sha256_digest(b"abcdef");
-        let rx = feed(vec![
+        let (_dir, cs, digest, mut r) = tee_abcdef(vec![
             Ok(Bytes::from_static(b"abc")),
             Ok(Bytes::from_static(b"xyz")),
         ]);
-        let mut r = TeeReader::new(rx, cs.ingest(&digest, Some(6)).unwrap());
         let mut out = Vec::new();
         let err = r.read_to_end(&mut out).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
@@ -179,17 +183,13 @@ mod tests {
 
     #[test]
     fn download_error_ends_the_stream_with_that_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let cs = ContentStore::open(dir.path()).unwrap();
-        let digest = sha256_digest(b"abcdef");
-        let rx = feed(vec![
+        let (_dir, cs, digest, mut r) = tee_abcdef(vec![
             Ok(Bytes::from_static(b"abc")),
             Err(ImageError::Registry {
                 registry: "r".into(),
                 detail: "connection reset".into(),
             }),
         ]);
-        let mut r = TeeReader::new(rx, cs.ingest(&digest, Some(6)).unwrap());
         let mut out = Vec::new();
         let err = r.read_to_end(&mut out).unwrap_err();
         assert!(err.to_string().contains("connection reset"), "{err}");
@@ -200,14 +200,10 @@ mod tests {
 
     #[test]
     fn finish_drains_what_the_unpacker_left() {
-        let dir = tempfile::tempdir().unwrap();
-        let cs = ContentStore::open(dir.path()).unwrap();
-        let digest = sha256_digest(b"abcdef");
-        let rx = feed(vec![
+        let (_dir, cs, digest, mut r) = tee_abcdef(vec![
             Ok(Bytes::from_static(b"abc")),
             Ok(Bytes::from_static(b"def")),
         ]);
-        let mut r = TeeReader::new(rx, cs.ingest(&digest, Some(6)).unwrap());
         let mut two = [0u8; 2];
         r.read_exact(&mut two).unwrap();
         r.finish().unwrap();
