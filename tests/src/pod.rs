@@ -144,6 +144,19 @@ impl PodEnv {
         Ok(rt.create_container(req).await?.into_inner().container_id)
     }
 
+    /// RunPodSandbox of `pod`, then CreateContainer + StartContainer of `cfg`
+    /// in it: the usual start of a test. Returns (pod id, container id).
+    pub async fn run_pod_and_start(
+        &self,
+        rt: &mut RuntimeClient,
+        pod: &v1::PodSandboxConfig,
+        cfg: &v1::ContainerConfig,
+    ) -> Result<(String, String), tonic::Status> {
+        let pod_id = self.run_pod(rt, pod).await?;
+        let id = self.create_start(rt, &pod_id, pod, cfg).await?;
+        Ok((pod_id, id))
+    }
+
     /// CreateContainer + StartContainer.
     pub async fn create_start(
         &self,

@@ -303,11 +303,9 @@ async fn exec_sync_output_exit_code_and_timeout() {
     let env = PodEnv::start().await.expect("env");
     let mut rt = env.rt().await.expect("client");
     let pod = env.pod_config("exec").expect("pod config");
-    let pod_id = ok(env.run_pod(&mut rt, &pod).await, &env.criad);
-    let c = ok(
-        env.create_start(
+    let (pod_id, c) = ok(
+        env.run_pod_and_start(
             &mut rt,
-            &pod_id,
             &pod,
             &env.container_config("c", &["sleep", "3600"]),
         )
@@ -386,10 +384,9 @@ async fn stats_are_non_zero() {
     let env = PodEnv::start().await.expect("env");
     let mut rt = env.rt().await.expect("client");
     let pod = env.pod_config("stats").expect("pod config");
-    let pod_id = ok(env.run_pod(&mut rt, &pod).await, &env.criad);
     let busy = ["sh", "-c", "head -c 20000000 /dev/urandom > /tmp/blob; i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 3600"];
-    let c = ok(
-        env.create_start(&mut rt, &pod_id, &pod, &env.container_config("busy", &busy))
+    let (pod_id, c) = ok(
+        env.run_pod_and_start(&mut rt, &pod, &env.container_config("busy", &busy))
             .await,
         &env.criad,
     );

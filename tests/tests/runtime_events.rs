@@ -18,11 +18,9 @@ async fn container_events_follow_the_lifecycle() {
     )
     .into_inner();
     let pod = env.pod_config("events").expect("pod config");
-    let pod_id = ok(env.run_pod(&mut rt, &pod).await, &env.criad);
-    let id = ok(
-        env.create_start(
+    let (pod_id, id) = ok(
+        env.run_pod_and_start(
             &mut rt,
-            &pod_id,
             &pod,
             &env.container_config("c", &["sleep", "3600"]),
         )

@@ -14,11 +14,9 @@ async fn removing_an_image_in_use_never_breaks_its_container() {
     let mut rt = env.rt().await.expect("client");
     let mut images = env.criad.images().await.expect("client");
     let pod = env.pod_config("inuse").expect("pod config");
-    let pod_id = ok(env.run_pod(&mut rt, &pod).await, &env.criad);
-    let c = ok(
-        env.create_start(
+    let (pod_id, c) = ok(
+        env.run_pod_and_start(
             &mut rt,
-            &pod_id,
             &pod,
             &env.container_config("c", &["sleep", "3600"]),
         )

@@ -89,11 +89,9 @@ async fn pod_files_come_from_the_config() {
         searches: vec!["cria-tests.svc.cluster.local".into()],
         options: vec!["ndots:5".into()],
     });
-    let pod_id = ok(env.run_pod(&mut rt, &pod).await, &env.criad);
-    let c = ok(
-        env.create_start(
+    let (pod_id, c) = ok(
+        env.run_pod_and_start(
             &mut rt,
-            &pod_id,
             &pod,
             &env.container_config("c", &["sleep", "3600"]),
         )

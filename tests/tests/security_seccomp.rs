@@ -252,15 +252,9 @@ async fn namespaced_sysctls_apply_in_the_pod_others_are_refused() {
             ("kernel.shmmni", "1234"),
         ],
     );
-    let pod_id = ok(env.run_pod(&mut rt, &pod).await, &env.criad);
-    let id = ok(
-        env.create_start(
-            &mut rt,
-            &pod_id,
-            &pod,
-            &env.container_config("c", &["sleep", "600"]),
-        )
-        .await,
+    let (pod_id, id) = ok(
+        env.run_pod_and_start(&mut rt, &pod, &env.container_config("c", &["sleep", "600"]))
+            .await,
         &env.criad,
     );
     wait_state(&mut rt, &id, RUNNING, WAIT).await.expect("runs");
