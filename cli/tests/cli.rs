@@ -563,6 +563,15 @@ async fn interactive_exec_run_and_attach_stream_stdin_and_exit_codes() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "got-x\n");
+    // run -it --rm on a terminal: a shell through Attach, its exit code, nothing left.
+    let line = format!(
+        "{} --endpoint {} run -it --rm {image} sh; echo exit=$?",
+        cria.display(),
+        env.criad.socket().display()
+    );
+    let got = under_script(&env, &line, b"echo run-$((40+2)); exit 9\n");
+    assert!(got.contains("run-42"), "{got:?}");
+    assert!(got.contains("exit=9"), "{got:?}");
     assert_eq!(env.leftovers().await, (0, 0), "run -i --rm left nothing");
 
     // attach -i to a detached interactive container: input in, output out, its exit code back.
