@@ -379,6 +379,16 @@ async fn exec_sync_output_exit_code_and_timeout() {
     ok(remove_pod(&mut rt, &pod_id).await, &env.criad);
 }
 
+/// A stats value; 0 when the field is absent.
+fn value_or_zero(v: Option<v1::UInt64Value>) -> u64 {
+    v.map(|v| v.value).unwrap_or(0)
+}
+
+/// Bytes used by the container's writable layer, per its stats.
+fn writable_layer_bytes(s: &v1::ContainerStats) -> u64 {
+    value_or_zero(s.writable_layer.as_ref().and_then(|w| w.used_bytes))
+}
+
 #[tokio::test]
 async fn stats_are_non_zero() {
     let env = PodEnv::start().await.expect("env");
@@ -403,12 +413,7 @@ async fn stats_are_non_zero() {
         .into_inner()
         .stats
         .expect("stats");
-        let wl = s
-            .writable_layer
-            .as_ref()
-            .and_then(|w| w.used_bytes)
-            .map(|v| v.value)
-            .unwrap_or(0);
+        let wl = writable_layer_bytes(&s);
         last = Some(s);
         if wl >= 20_000_000 {
             break;
@@ -416,30 +421,10 @@ async fn stats_are_non_zero() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let s = last.expect("stats");
-    let cpu = s
-        .cpu
-        .as_ref()
-        .and_then(|c| c.usage_core_nano_seconds)
-        .map(|v| v.value)
-        .unwrap_or(0);
-    let mem = s
-        .memory
-        .as_ref()
-        .and_then(|m| m.working_set_bytes)
-        .map(|v| v.value)
-        .unwrap_or(0);
-    let wl = s
-        .writable_layer
-        .as_ref()
-        .and_then(|w| w.used_bytes)
-        .map(|v| v.value)
-        .unwrap_or(0);
-    let inodes = s
-        .writable_layer
-        .as_ref()
-        .and_then(|w| w.inodes_used)
-        .map(|v| v.value)
-        .unwrap_or(0);
+    let cpu = value_or_zero(s.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds));
+    let mem = value_or_zero(s.memory.as_ref().and_then(|m| m.working_set_bytes));
+    let wl = writable_layer_bytes(&s);
+    let inodes = value_or_zero(s.writable_layer.as_ref().and_then(|w| w.inodes_used));
     assert!(cpu > 0, "cpu {s:?}");
     assert!(mem > 0, "memory {s:?}");
     assert!(
@@ -468,13 +453,12 @@ async fn stats_are_non_zero() {
     .into_inner()
     .stats
     .expect("pod stats");
-    let pcpu = ps
-        .linux
-        .as_ref()
-        .and_then(|l| l.cpu.as_ref())
-        .and_then(|c| c.usage_core_nano_seconds)
-        .map(|v| v.value)
-        .unwrap_or(0);
+    let pcpu = value_or_zero(
+        ps.linux
+            .as_ref()
+            .and_then(|l| l.cpu.as_ref())
+            .and_then(|c| c.usage_core_nano_seconds),
+    );
     assert!(pcpu > 0, "pod cpu {ps:?}");
     ok(remove_pod(&mut rt, &pod_id).await, &env.criad);
 }
