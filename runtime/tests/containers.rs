@@ -14,10 +14,7 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(20);
 
 fn run_to_exit(f: &Fixture, args: &[&str]) -> cria_runtime::ContainerState {
-    let spec = f.spec(args);
-    f.rt.create(&f.request(&spec)).unwrap();
-    f.rt.start(&f.id).unwrap();
-    f.rt.wait(&f.id, T).unwrap()
+    f.run_to_exit(&f.spec(args), T)
 }
 
 #[test]
@@ -112,9 +109,7 @@ fn container_sees_its_namespaces_mounts_and_limits() {
             .unwrap(),
     ));
     spec.set_linux(Some(linux));
-    f.rt.create(&f.request(&spec)).unwrap();
-    f.rt.start(&f.id).unwrap();
-    let st = f.rt.wait(&f.id, T).unwrap();
+    let st = f.run_to_exit(&spec, T);
     let out: Vec<String> = f.log_lines("stdout").into_iter().map(|(_, s)| s).collect();
     assert_eq!(st.exit_code, Some(0), "log: {}", f.log());
     assert_eq!(out[0], "ctr");
@@ -148,9 +143,7 @@ fn oom_kill_under_32_mib_is_reported() {
             .unwrap(),
     ));
     spec.set_linux(Some(linux));
-    f.rt.create(&f.request(&spec)).unwrap();
-    f.rt.start(&f.id).unwrap();
-    let st = f.rt.wait(&f.id, T).unwrap();
+    let st = f.run_to_exit(&spec, T);
     assert_eq!(st.exit_code, Some(137), "log: {}", f.log());
     assert!(st.oom_killed);
 }
@@ -163,8 +156,7 @@ fn sigterm_ignored_then_killed() {
         "-c",
         "trap '' TERM; echo ready; while true; do sleep 1; done",
     ]);
-    f.rt.create(&f.request(&spec)).unwrap();
-    f.rt.start(&f.id).unwrap();
+    f.create_start(&spec);
     assert!(wait_until(T, || f.log().contains("ready")));
     f.rt.kill(&f.id, libc::SIGTERM, false).unwrap();
     match f.rt.wait(&f.id, Duration::from_millis(500)) {
@@ -213,8 +205,7 @@ fn failed_create_leaves_nothing() {
 fn exec_sync_output_exit_and_timeout() {
     let f = Fixture::new("exec");
     let spec = f.spec(&["sleep", "1000"]);
-    f.rt.create(&f.request(&spec)).unwrap();
-    f.rt.start(&f.id).unwrap();
+    f.create_start(&spec);
     let p = ProcessBuilder::default()
         .args(vec![
             "sh".into(),
@@ -259,8 +250,7 @@ fn reopen_log_after_rotation() {
         "-c",
         "echo one; read x < /dev/null; sleep 1; echo two; sleep 1000",
     ]);
-    f.rt.create(&f.request(&spec)).unwrap();
-    f.rt.start(&f.id).unwrap();
+    f.create_start(&spec);
     assert!(wait_until(T, || f.log().contains("one")));
     let rotated = f.log_path().with_extension("log.1");
     std::fs::rename(f.log_path(), &rotated).unwrap();
@@ -461,8 +451,7 @@ fn tty_output_is_logged_as_stdout() {
 fn update_resources_reaches_the_live_cgroup() {
     let f = Fixture::new("update");
     let spec = f.spec(&["sleep", "1000"]);
-    f.rt.create(&f.request(&spec)).unwrap();
-    f.rt.start(&f.id).unwrap();
+    f.create_start(&spec);
     let res = LinuxResourcesBuilder::default()
         .memory(
             LinuxMemoryBuilder::default()
@@ -548,8 +537,7 @@ fn bind_mount_through_image_symlink_stays_in_rootfs() {
             .unwrap(),
     );
     spec.set_mounts(Some(mounts));
-    f.rt.create(&f.request(&spec)).unwrap();
-    f.rt.start(&f.id).unwrap();
+    f.create_start(&spec);
     assert_eq!(
         f.rt.wait(&f.id, T).unwrap().exit_code,
         Some(0),
@@ -643,8 +631,7 @@ fn user_groups_capabilities_and_no_new_privs() {
     p.set_user(user);
     p.set_cwd("/tmp/work".into());
     spec.set_process(Some(p));
-    f.rt.create(&f.request(&spec)).unwrap();
-    f.rt.start(&f.id).unwrap();
+    f.create_start(&spec);
     assert_eq!(
         f.rt.wait(&f.id, T).unwrap().exit_code,
         Some(0),
@@ -669,8 +656,7 @@ fn user_groups_capabilities_and_no_new_privs() {
 fn monitor_killed_means_unknown_and_delete_still_cleans_up() {
     let f = Fixture::new("orphan");
     let spec = f.spec(&["sleep", "1000"]);
-    let c = f.rt.create(&f.request(&spec)).unwrap();
-    f.rt.start(&f.id).unwrap();
+    let c = f.create_start(&spec);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(c.monitor_pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -708,8 +694,7 @@ fn monitor_reaps_orphans_as_subreaper() {
         .collect();
     linux.set_namespaces(Some(nss));
     spec.set_linux(Some(linux));
-    let c = f.rt.create(&f.request(&spec)).unwrap();
-    f.rt.start(&f.id).unwrap();
+    let c = f.create_start(&spec);
     assert!(wait_until(T, || f.log().contains("forked")));
     let children_of = |ppid: i32| -> Vec<(i32, String)> {
         let mut out = Vec::new();

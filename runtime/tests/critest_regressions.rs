@@ -33,8 +33,7 @@ fn container_pids(f: &Fixture) -> Vec<String> {
 fn sleeping_container(name: &str) -> Fixture {
     let f = Fixture::new(name);
     let spec = f.spec(&["sleep", "1000"]);
-    f.rt.create(&f.request(&spec)).unwrap();
-    f.rt.start(&f.id).unwrap();
+    f.create_start(&spec);
     f
 }
 
@@ -200,8 +199,7 @@ fn propagation_container(f: &Fixture, vol: &Path, vol_prop: &str, root_prop: &st
     linux.set_rootfs_propagation(Some(root_prop.into()));
     spec.set_linux(Some(linux));
     // Before the fix: "pivot_root ...: invalid argument" with rshared.
-    f.rt.create(&f.request(&spec)).unwrap();
-    f.rt.start(&f.id).unwrap();
+    f.create_start(&spec);
 }
 
 /// Whether the container sees `path` (a file), by exec.

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use cria_runtime::{ContainerCreate, Runtime, RuntimeConfig};
+use cria_runtime::{ContainerCreate, ContainerState, Created, Runtime, RuntimeConfig};
 use oci_spec::runtime::{
     LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, ProcessBuilder, RootBuilder, Spec,
 };
@@ -124,6 +124,19 @@ impl Fixture {
             log_path: Some(self.log_path()),
             ..Default::default()
         }
+    }
+
+    /// Creates this fixture's container from `spec` and starts it.
+    pub fn create_start(&self, spec: &Spec) -> Created {
+        let created = self.rt.create(&self.request(spec)).unwrap();
+        self.rt.start(&self.id).unwrap();
+        created
+    }
+
+    /// Creates and starts the container, then waits (at most `timeout`) for it to exit.
+    pub fn run_to_exit(&self, spec: &Spec, timeout: Duration) -> ContainerState {
+        self.create_start(spec);
+        self.rt.wait(&self.id, timeout).unwrap()
     }
 
     /// The log file's content.
