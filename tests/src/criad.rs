@@ -15,6 +15,7 @@ use crate::client::{connect, ImageClient, RuntimeClient};
 use crate::host::{
     destroy_cgroup, kill, pids_mentioning, profile_dir, unmount_all_under, wait_for,
 };
+use crate::registry::Registry;
 
 /// The parts of criad's TOML config the tests set (shim/src/config.rs owns the keys).
 #[derive(Debug, Clone, Default)]
@@ -85,6 +86,19 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 const DROP_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Criad {
+    /// A fresh registry and a criad that pulls from it over plain HTTP: how
+    /// the image tests begin.
+    pub async fn with_registry() -> Result<(Registry, Criad)> {
+        let reg = Registry::start().context("registry")?;
+        let criad = Criad::start(CriadConfig {
+            insecure: vec![reg.host()],
+            ..Default::default()
+        })
+        .await
+        .context("criad")?;
+        Ok((reg, criad))
+    }
+
     /// Starts criad with `config`, waiting (bounded) until its socket answers.
     pub async fn start(config: CriadConfig) -> Result<Criad> {
         // Short paths on purpose: the monitor's control socket lives at

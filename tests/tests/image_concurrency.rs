@@ -10,22 +10,9 @@ use cria_tests::host::wait_until;
 use cria_tests::store::{blob_digests, chain_ids, ingest_entries, snapshot_entries};
 use cria_tests::{Criad, CriadConfig, Fixture, Registry, ThrottledProxy};
 
-async fn setup(extra_insecure: &[String]) -> (Registry, Criad) {
-    let reg = Registry::start().expect("registry");
-    let mut insecure = vec![reg.host()];
-    insecure.extend_from_slice(extra_insecure);
-    let criad = Criad::start(CriadConfig {
-        insecure,
-        ..Default::default()
-    })
-    .await
-    .expect("criad");
-    (reg, criad)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_pulls_of_one_image_both_succeed_and_download_once() {
-    let (reg, criad) = setup(&[]).await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     let f = Fixture::get("busybox").expect("fixture");
     f.push(&reg, "latest", "library/busybox:latest", &[])
         .expect("push");
@@ -47,7 +34,7 @@ async fn concurrent_pulls_of_one_image_both_succeed_and_download_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_pulls_of_images_sharing_a_layer_store_it_once() {
-    let (reg, criad) = setup(&[]).await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     let f = Fixture::get("shared").expect("fixture");
     for n in ["one", "two"] {
         f.push(
@@ -91,7 +78,7 @@ async fn concurrent_pulls_of_images_sharing_a_layer_store_it_once() {
 
 #[tokio::test]
 async fn images_survive_graceful_restart_and_sigkill() {
-    let (reg, mut criad) = setup(&[]).await;
+    let (reg, mut criad) = Criad::with_registry().await.expect("registry and criad");
     let f = Fixture::get("busybox").expect("fixture");
     f.push(&reg, "latest", "library/busybox:latest", &[])
         .expect("push");

@@ -8,23 +8,12 @@ use std::path::Path;
 use cria_tests::client::pull;
 use cria_tests::expect::{assert_nothing_left, assert_status, ok};
 use cria_tests::store::{sha256_digest, snapshot_entries};
-use cria_tests::{Criad, CriadConfig, Fixture, Registry};
+use cria_tests::{Criad, Fixture};
 use tonic::Code;
-
-async fn setup() -> (Registry, Criad) {
-    let reg = Registry::start().expect("registry");
-    let criad = Criad::start(CriadConfig {
-        insecure: vec![reg.host()],
-        ..Default::default()
-    })
-    .await
-    .expect("criad");
-    (reg, criad)
-}
 
 #[tokio::test]
 async fn corrupted_blob_fails_naming_both_digests_and_keeps_nothing() {
-    let (reg, criad) = setup().await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     // An uncompressed layer: flipping a byte inside busybox's content keeps the
     // tar readable, so only the digest check can catch it.
     let f = Fixture::get("compression").expect("fixture");
@@ -57,7 +46,7 @@ async fn corrupted_blob_fails_naming_both_digests_and_keeps_nothing() {
 
 #[tokio::test]
 async fn missing_tag_and_repository_are_not_found_naming_the_reference() {
-    let (reg, criad) = setup().await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     Fixture::get("busybox")
         .expect("fixture")
         .push(&reg, "latest", "library/busybox:latest", &[])
@@ -75,7 +64,7 @@ async fn missing_tag_and_repository_are_not_found_naming_the_reference() {
 
 #[tokio::test]
 async fn invalid_reference_is_invalid_argument() {
-    let (_reg, criad) = setup().await;
+    let (_reg, criad) = Criad::with_registry().await.expect("registry and criad");
     let mut c = criad.images().await.expect("client");
     for name in ["UPPER/case:latest", "busybox:bad tag", ""] {
         let err = pull(&mut c, name, None)
@@ -93,7 +82,7 @@ async fn invalid_reference_is_invalid_argument() {
 
 #[tokio::test]
 async fn unreachable_registry_is_unavailable_naming_the_host() {
-    let (_reg, criad) = setup().await;
+    let (_reg, criad) = Criad::with_registry().await.expect("registry and criad");
     let port = cria_tests::host::free_port().expect("port");
     let mut c = criad.images().await.expect("client");
     let name = format!("127.0.0.1:{port}/x/y:latest");
@@ -113,7 +102,7 @@ const CANARIES: &[&str] = &[
 
 #[tokio::test]
 async fn hostile_layers_fail_and_write_nothing_outside() {
-    let (reg, criad) = setup().await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     for c in CANARIES {
         let _ = fs::remove_file(c);
     }

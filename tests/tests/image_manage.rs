@@ -5,22 +5,11 @@ use cria_proto::v1::ImageFsInfoRequest;
 use cria_tests::client::{image_status, list_images, pull, remove_image};
 use cria_tests::expect::ok;
 use cria_tests::store::{blob_digests, chain_ids, snapshot_entries};
-use cria_tests::{Criad, CriadConfig, Fixture, Registry};
-
-async fn setup() -> (Registry, Criad) {
-    let reg = Registry::start().expect("registry");
-    let criad = Criad::start(CriadConfig {
-        insecure: vec![reg.host()],
-        ..Default::default()
-    })
-    .await
-    .expect("criad");
-    (reg, criad)
-}
+use cria_tests::{Criad, Fixture};
 
 #[tokio::test]
 async fn list_images_filter_selects_by_name_and_id() {
-    let (reg, criad) = setup().await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     let f = Fixture::get("shared").expect("fixture");
     let mut c = criad.images().await.expect("client");
     let mut ids = Vec::new();
@@ -60,7 +49,7 @@ async fn list_images_filter_selects_by_name_and_id() {
 
 #[tokio::test]
 async fn image_status_reports_size_tags_and_verbose_config() {
-    let (reg, criad) = setup().await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     let f = Fixture::get("busybox").expect("fixture");
     f.push(&reg, "latest", "library/busybox:latest", &[])
         .expect("push");
@@ -107,7 +96,7 @@ async fn image_status_reports_size_tags_and_verbose_config() {
 
 #[tokio::test]
 async fn remove_image_by_tag_then_digest_then_id_collects_blobs_and_snapshots() {
-    let (reg, criad) = setup().await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     let f = Fixture::get("busybox").expect("fixture");
     f.push(&reg, "latest", "rm/busybox:a", &[]).expect("push");
     f.push(&reg, "latest", "rm/busybox:b", &[]).expect("push");
@@ -167,7 +156,7 @@ async fn remove_image_by_tag_then_digest_then_id_collects_blobs_and_snapshots() 
 
 #[tokio::test]
 async fn image_fs_info_is_real_and_grows_after_a_pull() {
-    let (reg, criad) = setup().await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     let f = Fixture::get("busybox").expect("fixture");
     f.push(&reg, "latest", "library/busybox:latest", &[])
         .expect("push");

@@ -9,18 +9,7 @@ use cria_tests::expect::ok;
 use cria_tests::host::OverlayView;
 use cria_tests::store::{chain_ids, ingest_entries, snapshot_fs};
 use cria_tests::tree::Tree;
-use cria_tests::{Criad, CriadConfig, Fixture, Registry};
-
-async fn setup() -> (Registry, Criad) {
-    let reg = Registry::start().expect("registry");
-    let criad = Criad::start(CriadConfig {
-        insecure: vec![reg.host()],
-        ..Default::default()
-    })
-    .await
-    .expect("criad");
-    (reg, criad)
-}
+use cria_tests::{Criad, Fixture};
 
 /// The committed snapshot dirs of an image, base first.
 fn snapshot_dirs(criad: &Criad, diff_ids: &[String]) -> Vec<PathBuf> {
@@ -32,7 +21,7 @@ fn snapshot_dirs(criad: &Criad, diff_ids: &[String]) -> Vec<PathBuf> {
 
 #[tokio::test]
 async fn oci_image_built_by_umoci_is_pulled_listed_and_unpacked() {
-    let (reg, criad) = setup().await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     let f = Fixture::get("busybox").expect("fixture");
     f.push(&reg, "latest", "library/busybox:latest", &[])
         .expect("push");
@@ -115,7 +104,7 @@ async fn oci_image_built_by_umoci_is_pulled_listed_and_unpacked() {
 
 #[tokio::test]
 async fn docker_schema2_image_is_pulled() {
-    let (reg, criad) = setup().await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     let f = Fixture::get("busybox").expect("fixture");
     f.push(&reg, "latest", "docker/busybox:v2", &["--format", "v2s2"])
         .expect("push");
@@ -137,7 +126,7 @@ async fn docker_schema2_image_is_pulled() {
 
 #[tokio::test]
 async fn multi_arch_index_resolves_to_amd64() {
-    let (reg, criad) = setup().await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     let f = Fixture::get("multiarch").expect("fixture");
     f.push(
         &reg,
@@ -175,7 +164,7 @@ async fn multi_arch_index_resolves_to_amd64() {
 
 #[tokio::test]
 async fn zstd_and_uncompressed_layers_unpack_like_gzip() {
-    let (reg, criad) = setup().await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     let f = Fixture::get("compression").expect("fixture");
     let mut c = criad.images().await.expect("client");
     let mut trees = Vec::new();
@@ -225,7 +214,7 @@ async fn zstd_and_uncompressed_layers_unpack_like_gzip() {
 
 #[tokio::test]
 async fn pull_by_digest_reference() {
-    let (reg, criad) = setup().await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     let f = Fixture::get("busybox").expect("fixture");
     f.push(&reg, "latest", "library/busybox:latest", &[])
         .expect("push");
@@ -244,7 +233,7 @@ async fn pull_by_digest_reference() {
 
 #[tokio::test]
 async fn layers_with_whiteouts_opaque_dirs_and_links_match_umoci_file_by_file() {
-    let (reg, criad) = setup().await;
+    let (reg, criad) = Criad::with_registry().await.expect("registry and criad");
     let f = Fixture::get("layers").expect("fixture");
     f.push(
         &reg,
