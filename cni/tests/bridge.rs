@@ -60,17 +60,7 @@ async fn two_pods_reach_each_other_and_teardown_leaves_nothing() {
     cni.del(&a).await.expect("DEL a");
     assert!(!ping(&b_ns, a_ip), "a still answers after DEL");
     cni.del(&b).await.expect("DEL b");
-    assert!(lab.veths().is_empty(), "veths left: {:?}", lab.veths());
-    assert!(
-        lab.allocations().is_empty(),
-        "IPAM left: {:?}",
-        lab.allocations()
-    );
-    assert!(
-        lab.cache_files().is_empty(),
-        "cache left: {:?}",
-        lab.cache_files()
-    );
+    lab.assert_nothing_left();
     // DEL is idempotent.
     cni.del(&a).await.expect("second DEL a");
     cni.del(&b).await.expect("second DEL b");
@@ -207,17 +197,7 @@ async fn concurrent_pods_get_distinct_ips_and_leave_nothing() {
     for handle in dels.collect::<Vec<_>>() {
         handle.await.expect("join").expect("DEL");
     }
-    assert!(lab.veths().is_empty(), "veths left: {:?}", lab.veths());
-    assert!(
-        lab.allocations().is_empty(),
-        "IPAM left: {:?}",
-        lab.allocations()
-    );
-    assert!(
-        lab.cache_files().is_empty(),
-        "cache left: {:?}",
-        lab.cache_files()
-    );
+    lab.assert_nothing_left();
     drop(namespaces);
 }
 

@@ -219,6 +219,23 @@ impl Lab {
             .unwrap_or_default()
     }
 
+    /// Asserts every pod is gone without a trace: no veth on the bridge, no
+    /// IPAM allocation, no cached result.
+    #[track_caller]
+    pub fn assert_nothing_left(&self) {
+        assert!(self.veths().is_empty(), "veths left: {:?}", self.veths());
+        assert!(
+            self.allocations().is_empty(),
+            "IPAM left: {:?}",
+            self.allocations()
+        );
+        assert!(
+            self.cache_files().is_empty(),
+            "cache left: {:?}",
+            self.cache_files()
+        );
+    }
+
     /// Runtime parameters for a pod in `ns`.
     pub fn pod(&self, ns: &Netns) -> RuntimeConf {
         RuntimeConf::new(format!("pod{}", random_hex(12)), ns.path()).with_pod(
