@@ -189,62 +189,65 @@ impl Drop for Registry {
 
 /// A test CA and a server certificate for 127.0.0.1 signed by it.
 fn make_certs(d: &Path) {
-    let ca = d.join("ca");
-    fs::create_dir_all(&ca).unwrap();
-    let p = |n: &str| d.join(n).display().to_string();
-    run(Command::new("openssl").args([
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=cria test CA",
-        "-keyout",
-        &p("ca.key"),
-        "-out",
-        &p("ca/ca.crt"),
-    ]));
-    run(Command::new("openssl").args([
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        &p("server.key"),
-        "-out",
-        &p("server.csr"),
-    ]));
-    fs::write(
-        d.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(Command::new("openssl").args([
-        "x509",
-        "-req",
-        "-in",
-        &p("server.csr"),
-        "-CA",
-        &p("ca/ca.crt"),
-        "-CAkey",
-        &p("ca.key"),
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        &p("ext.cnf"),
-        "-out",
-        &p("server.crt"),
-    ]));
+    fs::create_dir_all(d.join("ca")).unwrap();
+    self_signed_cert("/CN=cria test CA", &d.join("ca.key"), &d.join("ca/ca.crt"));
+    ca_signed_cert(
+        d,
+        CaSigned {
+            subject: "/CN=127.0.0.1",
+            csr: "server.csr",
+            extfile: "ext.cnf",
+            extensions: "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            key: "server.key",
+            cert: "server.crt",
+        },
+    );
 }
 
 /// A client certificate signed by the test CA, as `ca/client.cert` + `ca/client.key`.
 fn make_client_cert(d: &Path) {
+    ca_signed_cert(
+        d,
+        CaSigned {
+            subject: "/CN=cria test client",
+            csr: "client.csr",
+            extfile: "client-ext.cnf",
+            extensions: "extendedKeyUsage=clientAuth\n",
+            key: "ca/client.key",
+            cert: "ca/client.cert",
+        },
+    );
+}
+
+/// A new RSA key at `key` and a self-signed certificate for `subject` at
+/// `cert`, valid for two days.
+fn self_signed_cert(subject: &str, key: &Path, cert: &Path) {
+    run(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject,
+            "-keyout",
+        ])
+        .arg(key)
+        .arg("-out")
+        .arg(cert));
+}
+
+/// A certificate to be signed by the test CA; every path is relative to the
+/// certificate directory.
+struct CaSigned<'a> {
+    subject: &'a str,
+    /// Where the signing request is written.
+    csr: &'a str,
+    /// Where `extensions` (openssl extfile syntax) are written.
+    extfile: &'a str,
+    extensions: &'a str,
+    key: &'a str,
+    cert: &'a str,
+}
+
+/// A new RSA key and a certificate signed by the test CA in `d` (`ca.key`,
+/// `ca/ca.crt`), valid for two days.
+fn ca_signed_cert(d: &Path, c: CaSigned<'_>) {
     let p = |n: &str| d.join(n).display().to_string();
     run(Command::new("openssl").args([
         "req",
@@ -252,18 +255,18 @@ fn make_client_cert(d: &Path) {
         "rsa:2048",
         "-nodes",
         "-subj",
-        "/CN=cria test client",
+        c.subject,
         "-keyout",
-        &p("ca/client.key"),
+        &p(c.key),
         "-out",
-        &p("client.csr"),
+        &p(c.csr),
     ]));
-    fs::write(d.join("client-ext.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+    fs::write(d.join(c.extfile), c.extensions).unwrap();
     run(Command::new("openssl").args([
         "x509",
         "-req",
         "-in",
-        &p("client.csr"),
+        &p(c.csr),
         "-CA",
         &p("ca/ca.crt"),
         "-CAkey",
@@ -272,9 +275,9 @@ fn make_client_cert(d: &Path) {
         "-days",
         "2",
         "-extfile",
-        &p("client-ext.cnf"),
+        &p(c.extfile),
         "-out",
-        &p("ca/client.cert"),
+        &p(c.cert),
     ]));
 }
 
@@ -621,21 +624,11 @@ impl TokenServer {
     pub fn start(user: &str, password: &str, refresh_token: &str) -> TokenServer {
         let dir = tempfile::tempdir().unwrap();
         let p = |n: &str| dir.path().join(n).display().to_string();
-        run(Command::new("openssl").args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
+        self_signed_cert(
             "/CN=cria token signer",
-            "-keyout",
-            &p("token.key"),
-            "-out",
-            &p("token.crt"),
-        ]));
+            &dir.path().join("token.key"),
+            &dir.path().join("token.crt"),
+        );
         let der = run_bytes(Command::new("openssl").args([
             "x509",
             "-in",
