@@ -32,6 +32,7 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("big", include_str!("../fixtures/big.sh")),
     ("hostile", include_str!("../fixtures/hostile.sh")),
     ("symlinks", include_str!("../fixtures/symlinks.sh")),
+    ("inside", include_str!("../fixtures/inside.sh")),
 ];
 
 /// An OCI image layout holding one fixture's images (by ref name).
@@ -187,6 +188,11 @@ fn build_cached(name: &str, script: &str) -> Result<PathBuf> {
         fs::read("/bin/busybox")
             .context("reading /bin/busybox (apt-get install busybox-static)")?,
     );
+    // The in-container checker (tests/build.rs), for the fixtures that copy it.
+    let inside = env!("CRIA_INSIDE_BIN");
+    if script.contains("CRIA_INSIDE_BIN") {
+        h.update(fs::read(inside).with_context(|| format!("reading {inside}"))?);
+    }
     let key = &hex::encode(h.finalize())[..16];
     let final_dir = cache.join(format!("{name}-{key}"));
     // One builder at a time across test processes: flock on a per-fixture file.
@@ -210,6 +216,7 @@ fn build_cached(name: &str, script: &str) -> Result<PathBuf> {
         .arg(format!("{LIB}\n{script}"))
         .env("OUT", &out)
         .env("WORK", &work)
+        .env("CRIA_INSIDE_BIN", inside)
         .current_dir(&work));
     if let Err(e) = res {
         let _ = fs::remove_dir_all(&build);
