@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// Names of the entries of `dir` (empty when it does not exist).
-fn entries(dir: &Path) -> Vec<String> {
+/// Names of the entries of `dir`, sorted (empty when it does not exist).
+pub fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())

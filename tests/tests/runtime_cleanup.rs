@@ -3,26 +3,13 @@
 //! directory or process behind.
 
 use std::fs;
-use std::path::Path;
 
 use cria_proto::v1;
 use cria_tests::expect::{assert_status, ok};
 use cria_tests::host::{cgroup_dirs, cgroup_pids, mounts_under, pids_mentioning};
 use cria_tests::pod::{exec, remove_pod, status, PodEnv};
+use cria_tests::store::entries;
 use tonic::Code;
-
-/// Entries of a dir (empty if missing).
-fn ls(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
 
 /// Sub-cgroups below a pod's cgroup parent, in any hierarchy.
 fn child_cgroups(cg: &str) -> Vec<String> {
@@ -191,7 +178,7 @@ async fn failures_part_way_leave_nothing_behind() {
         &["/nonexistent/cria-test-path"],
     );
     assert!(
-        ls(&containers_root).is_empty() && ls(&containers_state).is_empty(),
+        entries(&containers_root).is_empty() && entries(&containers_state).is_empty(),
         "no container dirs after a refused create"
     );
     assert_eq!(
@@ -248,14 +235,14 @@ async fn failures_part_way_leave_nothing_behind() {
         assert!(pids_mentioning(&containers_state.join(&id).to_string_lossy()).is_empty());
     }
     assert!(
-        ls(&containers_root).is_empty(),
+        entries(&containers_root).is_empty(),
         "container dirs left: {:?}",
-        ls(&containers_root)
+        entries(&containers_root)
     );
     assert!(
-        ls(&containers_state).is_empty(),
+        entries(&containers_state).is_empty(),
         "container state left: {:?}",
-        ls(&containers_state)
+        entries(&containers_state)
     );
     assert_eq!(mounts_under(env.criad.dir()), mounts_before, "mounts left");
     assert!(
@@ -342,16 +329,16 @@ async fn full_teardown_leaves_no_mount_cgroup_dir_or_process() {
     }
     for d in ["containers", "pods"] {
         assert!(
-            ls(&env.criad.root().join(d)).is_empty(),
+            entries(&env.criad.root().join(d)).is_empty(),
             "root/{d} left: {:?}",
-            ls(&env.criad.root().join(d))
+            entries(&env.criad.root().join(d))
         );
     }
     for d in ["containers", "pods", "netns"] {
         assert!(
-            ls(&env.criad.state().join(d)).is_empty(),
+            entries(&env.criad.state().join(d)).is_empty(),
             "state/{d} left: {:?}",
-            ls(&env.criad.state().join(d))
+            entries(&env.criad.state().join(d))
         );
     }
     let procs = pids_mentioning(&env.criad.state().to_string_lossy());
