@@ -138,14 +138,14 @@ fn spec_with(
     })
 }
 
+/// The spec for `config` with an image whose CMD is `sh`, in the default
+/// pod, on `host`.
+fn spec_on(config: &cri::ContainerConfig, host: &FakeHost) -> Result<Spec, SpecError> {
+    spec_with(config, &image(&[], &["sh"], &[], ""), &sandbox(), host)
+}
+
 fn spec(config: &cri::ContainerConfig) -> Spec {
-    spec_with(
-        config,
-        &image(&[], &["sh"], &[], ""),
-        &sandbox(),
-        &FakeHost::default(),
-    )
-    .unwrap()
+    spec_on(config, &FakeHost::default()).unwrap()
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -335,13 +335,7 @@ fn capabilities_default_to_containerds_set_with_add_and_drop() {
             });
         }
     }
-    let err = spec_with(
-        &c,
-        &image(&[], &["sh"], &[], ""),
-        &sandbox(),
-        &FakeHost::default(),
-    )
-    .unwrap_err();
+    let err = spec_on(&c, &FakeHost::default()).unwrap_err();
     assert!(err.to_string().contains("NOT_A_CAP"), "{err}");
 }
 
@@ -441,7 +435,7 @@ fn mounts_include_defaults_pod_files_and_kubelets_binds() {
         host_path: "/dev/nvidia0".into(),
         permissions: "rw".into(),
     }];
-    let s = spec_with(&c, &image(&[], &["sh"], &[], ""), &sandbox(), &host).unwrap();
+    let s = spec_on(&c, &host).unwrap();
     let mounts = s.mounts().clone().unwrap();
     let dests: Vec<String> = mounts
         .iter()
@@ -520,7 +514,7 @@ fn mounts_include_defaults_pod_files_and_kubelets_binds() {
         cri::MountPropagation::PropagationBidirectional,
     )];
     c.devices.clear();
-    let s = spec_with(&c, &image(&[], &["sh"], &[], ""), &sandbox(), &host).unwrap();
+    let s = spec_on(&c, &host).unwrap();
     assert_eq!(
         s.linux().as_ref().unwrap().rootfs_propagation().as_deref(),
         Some("rshared")
@@ -537,7 +531,7 @@ fn mounts_include_defaults_pod_files_and_kubelets_binds() {
         ),
     ] {
         c.mounts = vec![bind("/m", hp, false, p)];
-        let err = spec_with(&c, &image(&[], &["sh"], &[], ""), &sandbox(), &host).unwrap_err();
+        let err = spec_on(&c, &host).unwrap_err();
         assert!(err.to_string().contains("mounts[0].propagation"), "{err}");
     }
 }
@@ -550,13 +544,7 @@ fn a_missing_host_path_is_named() {
         host_path: "/no/such/dir".into(),
         ..Default::default()
     }];
-    let err = spec_with(
-        &c,
-        &image(&[], &["sh"], &[], ""),
-        &sandbox(),
-        &FakeHost::default(),
-    )
-    .unwrap_err();
+    let err = spec_on(&c, &FakeHost::default()).unwrap_err();
     let status: tonic::Status = err.into();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(
@@ -617,15 +605,9 @@ fn resources_translate_to_oci() {
         min_oom: Some(-500),
         ..Default::default()
     };
-    let s = spec_with(&c, &image(&[], &["sh"], &[], ""), &sandbox(), &host).unwrap();
+    let s = spec_on(&c, &host).unwrap();
     assert_eq!(s.process().as_ref().unwrap().oom_score_adj(), Some(-500));
-    let s = spec_with(
-        &c,
-        &image(&[], &["sh"], &[], ""),
-        &sandbox(),
-        &FakeHost::default(),
-    )
-    .unwrap();
+    let s = spec_on(&c, &FakeHost::default()).unwrap();
     assert_eq!(s.process().as_ref().unwrap().oom_score_adj(), Some(-997));
 
     let neg = cri::LinuxContainerResources {
@@ -810,13 +792,7 @@ fn seccomp_profiles_reach_the_spec_and_bad_ones_are_invalid() {
             security_context: Some(sc),
             ..Default::default()
         });
-        spec_with(
-            &c,
-            &image(&[], &["sh"], &[], ""),
-            &sandbox(),
-            &FakeHost::default(),
-        )
-        .map_err(tonic::Status::from)
+        spec_on(&c, &FakeHost::default()).map_err(tonic::Status::from)
     };
     #[allow(deprecated)]
     let path = |p: &str| cri::LinuxContainerSecurityContext {
