@@ -695,8 +695,8 @@ impl Cgroup for V2Cgroup {
 mod tests {
     use super::*;
     use oci_spec::runtime::{
-        LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxHugepageLimitBuilder,
-        LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+        LinuxCpuBuilder, LinuxHugepageLimitBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
+        LinuxResourcesBuilder,
     };
 
     fn resources() -> LinuxResources {
@@ -791,21 +791,7 @@ mod tests {
     #[test]
     fn v1_devices_rules_in_order() {
         let r = LinuxResourcesBuilder::default()
-            .devices(vec![
-                LinuxDeviceCgroupBuilder::default()
-                    .allow(false)
-                    .access("rwm")
-                    .build()
-                    .unwrap(),
-                LinuxDeviceCgroupBuilder::default()
-                    .allow(true)
-                    .typ(LinuxDeviceType::C)
-                    .major(1i64)
-                    .minor(3i64)
-                    .access("rwm")
-                    .build()
-                    .unwrap(),
-            ])
+            .devices(crate::devices_bpf::deny_all_but_char(1, 3, "rwm"))
             .build()
             .unwrap();
         let ws = v1_writes(&r).unwrap();

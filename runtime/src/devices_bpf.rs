@@ -287,10 +287,35 @@ pub fn attach(dir: &Path, rules: &[Rule]) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// Device rules as kubelet sends them, for tests: deny every device, then
+/// allow the char device `major:minor` with `access`.
+#[cfg(test)]
+pub(crate) fn deny_all_but_char(
+    major: i64,
+    minor: i64,
+    access: &str,
+) -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
+    use oci_spec::runtime::LinuxDeviceCgroupBuilder;
+    vec![
+        LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .unwrap(),
+        LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(LinuxDeviceType::C)
+            .major(major)
+            .minor(minor)
+            .access(access)
+            .build()
+            .unwrap(),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::runtime::LinuxDeviceCgroupBuilder;
 
     #[test]
     fn encoding_matches_the_kernel_layout() {
@@ -302,21 +327,7 @@ mod tests {
 
     #[test]
     fn rules_are_checked_last_first_with_default_allow() {
-        let spec = vec![
-            LinuxDeviceCgroupBuilder::default()
-                .allow(false)
-                .access("rwm")
-                .build()
-                .unwrap(),
-            LinuxDeviceCgroupBuilder::default()
-                .allow(true)
-                .typ(LinuxDeviceType::C)
-                .major(10i64)
-                .minor(200i64)
-                .access("rw")
-                .build()
-                .unwrap(),
-        ];
+        let spec = deny_all_but_char(10, 200, "rw");
         let rs = rules(&spec);
         assert_eq!(
             rs[0],
