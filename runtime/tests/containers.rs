@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{processes_mentioning, wait_until, Fixture};
+use common::{memory_limit, processes_mentioning, set_resources, wait_until, Fixture};
 use cria_runtime::{RuntimeError, SandboxCreate, Status};
 use oci_spec::runtime::{
     LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder,
@@ -96,19 +96,7 @@ fn container_sees_its_namespaces_mounts_and_limits() {
             .unwrap(),
     );
     spec.set_mounts(Some(mounts));
-    let mut linux = spec.linux().clone().unwrap();
-    linux.set_resources(Some(
-        LinuxResourcesBuilder::default()
-            .memory(
-                LinuxMemoryBuilder::default()
-                    .limit(64i64 << 20)
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-            .unwrap(),
-    ));
-    spec.set_linux(Some(linux));
+    set_resources(&mut spec, memory_limit(64 << 20, None));
     let st = f.run_to_exit(&spec, T);
     let out: Vec<String> = f.log_lines("stdout").into_iter().map(|(_, s)| s).collect();
     assert_eq!(st.exit_code, Some(0), "log: {}", f.log());
@@ -129,20 +117,7 @@ fn container_sees_its_namespaces_mounts_and_limits() {
 fn oom_kill_under_32_mib_is_reported() {
     let f = Fixture::new("oom");
     let mut spec = f.spec(&["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"]);
-    let mut linux = spec.linux().clone().unwrap();
-    linux.set_resources(Some(
-        LinuxResourcesBuilder::default()
-            .memory(
-                LinuxMemoryBuilder::default()
-                    .limit(32i64 << 20)
-                    .swap(32i64 << 20)
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-            .unwrap(),
-    ));
-    spec.set_linux(Some(linux));
+    set_resources(&mut spec, memory_limit(32 << 20, Some(32 << 20)));
     let st = f.run_to_exit(&spec, T);
     assert_eq!(st.exit_code, Some(137), "log: {}", f.log());
     assert!(st.oom_killed);
@@ -555,8 +530,8 @@ fn bind_mount_through_image_symlink_stays_in_rootfs() {
 fn cpu_pids_and_hugetlb_limits_on_the_hybrid_host() {
     let f = Fixture::new("limits");
     let mut spec = f.spec(&["sleep", "1000"]);
-    let mut linux = spec.linux().clone().unwrap();
-    linux.set_resources(Some(
+    set_resources(
+        &mut spec,
         LinuxResourcesBuilder::default()
             .cpu(
                 oci_spec::runtime::LinuxCpuBuilder::default()
@@ -580,8 +555,7 @@ fn cpu_pids_and_hugetlb_limits_on_the_hybrid_host() {
             .unwrap()])
             .build()
             .unwrap(),
-    ));
-    spec.set_linux(Some(linux));
+    );
     f.rt.create(&f.request(&spec)).unwrap();
     let rel = f.cgroup_path().trim_start_matches('/').to_string();
     let read = |h: &str, file: &str| {

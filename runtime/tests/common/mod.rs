@@ -4,7 +4,8 @@
 
 use cria_runtime::{ContainerCreate, ContainerState, Created, Runtime, RuntimeConfig};
 use oci_spec::runtime::{
-    LinuxBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, ProcessBuilder, RootBuilder, Spec,
+    LinuxBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources,
+    LinuxResourcesBuilder, ProcessBuilder, RootBuilder, Spec,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +16,26 @@ const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "sleep", "true", "false", "ls", "head", "dd", "id", "hostname",
     "readlink", "printf", "tr", "yes", "kill", "grep", "wc", "env", "pwd",
 ];
+
+/// Gives the container in `spec` these cgroup resources.
+pub fn set_resources(spec: &mut Spec, resources: LinuxResources) {
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_resources(Some(resources));
+    spec.set_linux(Some(linux));
+}
+
+/// Resources limiting memory to `limit` bytes and, when given, memory plus
+/// swap to `swap` bytes.
+pub fn memory_limit(limit: i64, swap: Option<i64>) -> LinuxResources {
+    let mut memory = LinuxMemoryBuilder::default().limit(limit);
+    if let Some(swap) = swap {
+        memory = memory.swap(swap);
+    }
+    LinuxResourcesBuilder::default()
+        .memory(memory.build().unwrap())
+        .build()
+        .unwrap()
+}
 
 /// One test's world: a temp dir with a rootfs, a bundle and a state root.
 pub struct Fixture {
