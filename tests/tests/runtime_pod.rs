@@ -16,6 +16,23 @@ async fn ns_of(rt: &mut cria_tests::RuntimeClient, id: &str, ns: &str) -> String
         .to_owned()
 }
 
+/// Ids of the pods ListPodSandbox returns for `filter`, in its order.
+async fn pod_ids(
+    env: &PodEnv,
+    rt: &mut cria_tests::RuntimeClient,
+    filter: v1::PodSandboxFilter,
+) -> Vec<String> {
+    let req = v1::ListPodSandboxRequest {
+        filter: Some(filter),
+    };
+    ok(rt.list_pod_sandbox(req).await, &env.criad)
+        .into_inner()
+        .items
+        .into_iter()
+        .map(|p| p.id)
+        .collect()
+}
+
 #[tokio::test]
 async fn two_containers_share_ipc_uts_and_loopback() {
     let env = PodEnv::start().await.expect("env");
@@ -167,35 +184,28 @@ async fn pod_status_list_stop_remove() {
     assert!(!st.info.is_empty(), "verbose info");
 
     // Filters: by label, by state, by id prefix.
-    let list = |filter: v1::PodSandboxFilter| v1::ListPodSandboxRequest {
-        filter: Some(filter),
-    };
-    let by_label = ok(
-        rt.list_pod_sandbox(list(v1::PodSandboxFilter {
-            label_selector: HashMap::from([("app".to_owned(), "other".to_owned())]),
-            ..Default::default()
-        }))
-        .await,
-        &env.criad,
-    )
-    .into_inner()
-    .items;
     assert_eq!(
-        by_label.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+        pod_ids(
+            &env,
+            &mut rt,
+            v1::PodSandboxFilter {
+                label_selector: HashMap::from([("app".to_owned(), "other".to_owned())]),
+                ..Default::default()
+            }
+        )
+        .await,
         vec![other_id.clone()]
     );
-    let by_prefix = ok(
-        rt.list_pod_sandbox(list(v1::PodSandboxFilter {
-            id: pod_id[..12].to_owned(),
-            ..Default::default()
-        }))
-        .await,
-        &env.criad,
-    )
-    .into_inner()
-    .items;
     assert_eq!(
-        by_prefix.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+        pod_ids(
+            &env,
+            &mut rt,
+            v1::PodSandboxFilter {
+                id: pod_id[..12].to_owned(),
+                ..Default::default()
+            }
+        )
+        .await,
         vec![pod_id.clone()]
     );
 
@@ -225,20 +235,18 @@ async fn pod_status_list_stop_remove() {
     .status
     .expect("status");
     assert_eq!(s.state, v1::PodSandboxState::SandboxNotready as i32);
-    let ready = ok(
-        rt.list_pod_sandbox(list(v1::PodSandboxFilter {
-            state: Some(v1::PodSandboxStateValue {
-                state: v1::PodSandboxState::SandboxReady as i32,
-            }),
-            ..Default::default()
-        }))
-        .await,
-        &env.criad,
-    )
-    .into_inner()
-    .items;
     assert_eq!(
-        ready.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+        pod_ids(
+            &env,
+            &mut rt,
+            v1::PodSandboxFilter {
+                state: Some(v1::PodSandboxStateValue {
+                    state: v1::PodSandboxState::SandboxReady as i32,
+                }),
+                ..Default::default()
+            }
+        )
+        .await,
         vec![other_id.clone()]
     );
     // A container cannot be created in a stopped pod.
