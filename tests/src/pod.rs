@@ -247,6 +247,24 @@ pub async fn sh(rt: &mut RuntimeClient, id: &str, script: &str) -> Result<String
     String::from_utf8(r.stdout).context("stdout is utf-8")
 }
 
+/// StopContainer (with `timeout` seconds of grace) + RemoveContainer.
+pub async fn remove_container(
+    rt: &mut RuntimeClient,
+    id: &str,
+    timeout: i64,
+) -> Result<(), tonic::Status> {
+    rt.stop_container(v1::StopContainerRequest {
+        container_id: id.to_owned(),
+        timeout,
+    })
+    .await?;
+    rt.remove_container(v1::RemoveContainerRequest {
+        container_id: id.to_owned(),
+    })
+    .await?;
+    Ok(())
+}
+
 /// StopPodSandbox + RemovePodSandbox.
 pub async fn remove_pod(rt: &mut RuntimeClient, id: &str) -> Result<(), tonic::Status> {
     rt.stop_pod_sandbox(v1::StopPodSandboxRequest {

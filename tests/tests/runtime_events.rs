@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use cria_proto::v1;
 use cria_tests::expect::ok;
-use cria_tests::pod::PodEnv;
+use cria_tests::pod::{remove_container, PodEnv};
 use futures::StreamExt;
 
 #[tokio::test]
@@ -27,21 +27,7 @@ async fn container_events_follow_the_lifecycle() {
         .await,
         &env.criad,
     );
-    ok(
-        rt.stop_container(v1::StopContainerRequest {
-            container_id: id.clone(),
-            timeout: 1,
-        })
-        .await,
-        &env.criad,
-    );
-    ok(
-        rt.remove_container(v1::RemoveContainerRequest {
-            container_id: id.clone(),
-        })
-        .await,
-        &env.criad,
-    );
+    ok(remove_container(&mut rt, &id, 1).await, &env.criad);
     use v1::ContainerEventType as E;
     let want = [
         E::ContainerCreatedEvent,

@@ -1,10 +1,9 @@
 //! Issues 2 and 3 together: removing the image of a live container never
 //! breaks that container, and its snapshots go only when nothing uses them.
 
-use cria_proto::v1;
 use cria_tests::client::{list_images, remove_image};
 use cria_tests::expect::ok;
-use cria_tests::pod::{remove_pod, sh, PodEnv};
+use cria_tests::pod::{remove_container, remove_pod, sh, PodEnv};
 use cria_tests::store::{chain_ids, snapshot_fs};
 use cria_tests::Fixture;
 
@@ -44,21 +43,7 @@ async fn removing_an_image_in_use_never_breaks_its_container() {
             "snapshot {ch} kept while a container uses it"
         );
     }
-    ok(
-        rt.stop_container(v1::StopContainerRequest {
-            container_id: c.clone(),
-            timeout: 1,
-        })
-        .await,
-        &env.criad,
-    );
-    ok(
-        rt.remove_container(v1::RemoveContainerRequest {
-            container_id: c.clone(),
-        })
-        .await,
-        &env.criad,
-    );
+    ok(remove_container(&mut rt, &c, 1).await, &env.criad);
     ok(remove_pod(&mut rt, &pod_id).await, &env.criad);
 
     // With no user left, removing the image (again) collects its snapshots.
