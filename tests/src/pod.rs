@@ -217,6 +217,12 @@ pub async fn wait_state(
     }
 }
 
+/// ListContainers without a filter.
+pub async fn list_containers(rt: &mut RuntimeClient) -> Result<Vec<v1::Container>, tonic::Status> {
+    let req = v1::ListContainersRequest { filter: None };
+    Ok(rt.list_containers(req).await?.into_inner().containers)
+}
+
 /// ExecSync with a timeout in seconds.
 pub async fn exec(
     rt: &mut RuntimeClient,

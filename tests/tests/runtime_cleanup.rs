@@ -7,7 +7,7 @@ use std::fs;
 use cria_proto::v1;
 use cria_tests::expect::{assert_status, ok};
 use cria_tests::host::{cgroup_dirs, cgroup_pids, mounts_under, pids_mentioning};
-use cria_tests::pod::{exec, remove_pod, status, PodEnv};
+use cria_tests::pod::{exec, list_containers, remove_pod, status, PodEnv};
 use cria_tests::store::entries;
 use tonic::Code;
 
@@ -347,12 +347,6 @@ async fn full_teardown_leaves_no_mount_cgroup_dir_or_process() {
         procs.iter().all(|p| *p == criad_pid),
         "processes left: {procs:?}"
     );
-    let list = ok(
-        rt.list_containers(v1::ListContainersRequest { filter: None })
-            .await,
-        &env.criad,
-    )
-    .into_inner()
-    .containers;
+    let list = ok(list_containers(&mut rt).await, &env.criad);
     assert!(list.is_empty(), "{list:?}");
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use cria_proto::v1;
 use cria_tests::expect::ok;
 use cria_tests::host::{cgroup_dirs, cgroup_pids, pid_alive, pid_state, wait_until};
-use cria_tests::pod::{log_path, remove_pod, sh, status, wait_state, PodEnv, EXITED, RUNNING};
+use cria_tests::pod::{
+    list_containers, log_path, remove_pod, sh, status, wait_state, PodEnv, EXITED, RUNNING,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -97,13 +99,7 @@ async fn containers_survive_criad_sigkill_and_a_new_criad_manages_them() {
     assert!(fs::read_to_string(log_path(&pod, &quitter))
         .expect("quitter log")
         .contains(" F bye"));
-    let list = ok(
-        rt.list_containers(v1::ListContainersRequest { filter: None })
-            .await,
-        &env.criad,
-    )
-    .into_inner()
-    .containers;
+    let list = ok(list_containers(&mut rt).await, &env.criad);
     assert_eq!(list.len(), 2);
     // The new criad execs into, stops and removes the survivor.
     assert_eq!(
