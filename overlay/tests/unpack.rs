@@ -279,15 +279,7 @@ fn gzip_zstd_and_plain_streams_unpack_alike() {
         ("gzip", gzip(&tar), Compression::Gzip),
         ("zstd", zstd(&tar), Compression::Zstd),
     ] {
-        let stats = fx
-            .store
-            .apply_layer(
-                &chain_id(label),
-                &mut &blob[..],
-                compression,
-                &diff_id(&tar),
-            )
-            .unwrap();
+        let stats = fx.apply_blob(label, &blob, compression, &tar).unwrap();
         assert_eq!(stats.bytes, 300_000, "{label}");
         assert_eq!(
             std::fs::read(fx.fs(label).join("data")).unwrap(),
@@ -298,13 +290,7 @@ fn gzip_zstd_and_plain_streams_unpack_alike() {
     let half = tar.len() / 2;
     let mut multi = gzip(&tar[..half]);
     multi.extend(gzip(&tar[half..]));
-    fx.store
-        .apply_layer(
-            &chain_id("multi"),
-            &mut &multi[..],
-            Compression::Gzip,
-            &diff_id(&tar),
-        )
+    fx.apply_blob("multi", &multi, Compression::Gzip, &tar)
         .unwrap();
     assert_eq!(
         std::fs::read(fx.fs("multi").join("data")).unwrap().len(),
@@ -386,23 +372,11 @@ fn corrupt_and_truncated_streams_keep_nothing() {
     let gz = gzip(&tar);
     let truncated = &gz[..gz.len() / 2];
     let err = fx
-        .store
-        .apply_layer(
-            &chain_id("l"),
-            &mut &truncated[..],
-            Compression::Gzip,
-            &diff_id(&tar),
-        )
+        .apply_blob("l", truncated, Compression::Gzip, &tar)
         .unwrap_err();
     assert!(matches!(err, OverlayError::Stream { .. }), "{err}");
     let err = fx
-        .store
-        .apply_layer(
-            &chain_id("l"),
-            &mut &tar[..],
-            Compression::Zstd,
-            &diff_id(&tar),
-        )
+        .apply_blob("l", &tar, Compression::Zstd, &tar)
         .unwrap_err();
     assert!(matches!(err, OverlayError::Stream { .. }), "{err}");
     fx.assert_store_empty();

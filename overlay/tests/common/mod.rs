@@ -33,12 +33,20 @@ impl Fixture {
 
     /// Applies an uncompressed tar with its correct diff ID.
     pub fn apply(&self, label: &str, tar: &[u8]) -> Result<LayerStats, OverlayError> {
-        self.store.apply_layer(
-            &chain_id(label),
-            &mut &tar[..],
-            Compression::None,
-            &diff_id(tar),
-        )
+        self.apply_blob(label, tar, Compression::None, tar)
+    }
+
+    /// Applies `blob`, compressed with `compression`, expecting the diff ID
+    /// of `tar` (what the blob should decompress to).
+    pub fn apply_blob(
+        &self,
+        label: &str,
+        blob: &[u8],
+        compression: Compression,
+        tar: &[u8],
+    ) -> Result<LayerStats, OverlayError> {
+        self.store
+            .apply_layer(&chain_id(label), &mut &blob[..], compression, &diff_id(tar))
     }
 
     /// The committed `fs` dir of `label`.
