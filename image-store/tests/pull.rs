@@ -391,11 +391,7 @@ async fn tls_registry_with_basic_auth() {
         htpasswd: Some(("alice".into(), "s3cret".into())),
         ..Default::default()
     });
-    let mut layout = Layout::new();
-    let f = file_rootfs("secret", "only with credentials\n");
-    let layer = layout.layer(f.path(), Compression::Gzip);
-    let m = layout.image("amd64", None, &[layer]);
-    layout.tag("a", &m);
+    let layout = Layout::one_file("secret", "only with credentials\n", "a");
     reg.push(
         layout.path(),
         "a",
@@ -477,11 +473,7 @@ async fn client_certificate_from_certs_d() {
         client_certs: true,
         ..Default::default()
     });
-    let mut layout = Layout::new();
-    let f = file_rootfs("mtls", "mutual tls\n");
-    let layer = layout.layer(f.path(), Compression::Gzip);
-    let m = layout.image("amd64", None, &[layer]);
-    layout.tag("m", &m);
+    let layout = Layout::one_file("mtls", "mutual tls\n", "m");
     reg.push(layout.path(), "m", "x/mtls:1", &[]);
     let reference = format!("{}/x/mtls:1", reg.host());
 
@@ -699,11 +691,7 @@ async fn pull_cancelled_mid_layer_lists_nothing_and_is_completed_later() {
 #[tokio::test(flavor = "multi_thread")]
 async fn mirrors_are_tried_in_order_before_the_origin() {
     let reg = Registry::start();
-    let mut layout = Layout::new();
-    let d = file_rootfs("hub", "from the mirror\n");
-    let layer = layout.layer(d.path(), Compression::Gzip);
-    let m = layout.image("amd64", None, &[layer]);
-    layout.tag("h", &m);
+    let layout = Layout::one_file("hub", "from the mirror\n", "h");
     reg.push(layout.path(), "h", "library/busybox:latest", &[]);
     // A port nobody listens on: the first mirror fails, the second serves.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -6,8 +6,8 @@ mod common;
 use std::fs;
 use std::sync::Arc;
 
-use common::{file_rootfs, Layout, Registry, RegistryOpts, TarUnpacker, TokenServer};
-use cria_image_store::{Compression, Credentials, ImageError, ImageStore, ImageStoreConfig};
+use common::{Layout, Registry, RegistryOpts, TarUnpacker, TokenServer};
+use cria_image_store::{Credentials, ImageError, ImageStore, ImageStoreConfig};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bearer_tokens_from_basic_auth_and_identity_tokens() {
@@ -16,11 +16,7 @@ async fn bearer_tokens_from_basic_auth_and_identity_tokens() {
         auth_block: Some(tokens.registry_auth()),
         ..Default::default()
     });
-    let mut layout = Layout::new();
-    let f = file_rootfs("token", "behind a token\n");
-    let layer = layout.layer(f.path(), Compression::Gzip);
-    let m = layout.image("amd64", None, &[layer]);
-    layout.tag("t", &m);
+    let layout = Layout::one_file("token", "behind a token\n", "t");
     reg.push(
         layout.path(),
         "t",

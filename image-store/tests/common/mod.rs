@@ -318,6 +318,17 @@ impl Layout {
         l
     }
 
+    /// A layout with one amd64 image, tagged `tag`, whose one gzip layer
+    /// holds the file `/etc/<name>` with `content`.
+    pub fn one_file(name: &str, content: &str, tag: &str) -> Layout {
+        let mut layout = Layout::new();
+        let rootfs = file_rootfs(name, content);
+        let layer = layout.layer(rootfs.path(), Compression::Gzip);
+        let m = layout.image("amd64", None, &[layer]);
+        layout.tag(tag, &m);
+        layout
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
