@@ -148,6 +148,19 @@ fn spec(config: &cri::ContainerConfig) -> Spec {
     spec_on(config, &FakeHost::default()).unwrap()
 }
 
+/// The bounding capability set of the spec's process.
+fn bounding_caps(s: &Spec) -> oci_spec::runtime::Capabilities {
+    s.process()
+        .as_ref()
+        .unwrap()
+        .capabilities()
+        .as_ref()
+        .unwrap()
+        .bounding()
+        .clone()
+        .unwrap()
+}
+
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -291,18 +304,7 @@ fn users_resolve_from_image_and_security_context() {
 
 #[test]
 fn capabilities_default_to_containerds_set_with_add_and_drop() {
-    let caps = |c: &cri::ContainerConfig| {
-        spec(c)
-            .process()
-            .as_ref()
-            .unwrap()
-            .capabilities()
-            .as_ref()
-            .unwrap()
-            .bounding()
-            .clone()
-            .unwrap()
-    };
+    let caps = |c: &cri::ContainerConfig| bounding_caps(&spec(c));
     let default = caps(&config());
     assert_eq!(default.len(), 14);
     assert!(default.contains(&Capability::NetBindService));
@@ -670,16 +672,7 @@ fn privileged_needs_a_privileged_pod_and_unmasks_everything() {
         .clone()
         .unwrap();
     assert!(rules.len() == 1 && rules[0].allow());
-    let caps = s
-        .process()
-        .as_ref()
-        .unwrap()
-        .capabilities()
-        .as_ref()
-        .unwrap()
-        .bounding()
-        .clone()
-        .unwrap();
+    let caps = bounding_caps(&s);
     assert!(caps.contains(&Capability::SysAdmin));
     assert!(
         !caps.contains(&Capability::SysResource),
