@@ -72,6 +72,21 @@ pub fn container_config(name: &str, image: &str, command: &[&str]) -> v1::Contai
     }
 }
 
+/// `cfg` with the CRI seccomp choice `profile` (RuntimeDefault or Unconfined)
+/// in its container security context, as kubelet sends it.
+pub fn with_seccomp(
+    mut cfg: v1::ContainerConfig,
+    profile: v1::security_profile::ProfileType,
+) -> v1::ContainerConfig {
+    let linux = cfg.linux.get_or_insert_with(Default::default);
+    let sc = linux.security_context.get_or_insert_with(Default::default);
+    sc.seccomp = Some(v1::SecurityProfile {
+        profile_type: profile as i32,
+        localhost_ref: String::new(),
+    });
+    cfg
+}
+
 /// Milliseconds of a duration.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -215,11 +230,22 @@ pub async fn start_pod(
     command: &[&str],
     wait: bool,
 ) -> Result<(String, PodStart)> {
-    let pod_cfg = pod_config(sys, name);
     let ctr_cfg = container_config("c", image, command);
+    start_pod_with(sys, c, name, &ctr_cfg, wait).await
+}
+
+/// [`start_pod`] with the container config `ctr_cfg` as given.
+pub async fn start_pod_with(
+    sys: &System,
+    c: &mut RuntimeClient,
+    name: &str,
+    ctr_cfg: &v1::ContainerConfig,
+    wait: bool,
+) -> Result<(String, PodStart)> {
+    let pod_cfg = pod_config(sys, name);
     let t = Instant::now();
     let (pod, run_pod) = run_pod(c, &pod_cfg).await?;
-    let (ctr, create) = create(c, &pod, &pod_cfg, &ctr_cfg).await?;
+    let (ctr, create) = create(c, &pod, &pod_cfg, ctr_cfg).await?;
     let start = start(c, &ctr).await?;
     let mut exit_seen = Duration::ZERO;
     if wait {

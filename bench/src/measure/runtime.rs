@@ -84,6 +84,25 @@ fn bundle(dir: &Path) -> Result<PathBuf> {
     Ok(b)
 }
 
+/// A bundle `name` beside `b`, on the same rootfs, whose config adds
+/// `linux.seccomp` = the runtime's RuntimeDefault for the process's
+/// bounding set (what criad puts in a RuntimeDefault container's spec) and
+/// runs `args`.
+fn seccomp_bundle(b: &Path, name: &str, args: &[&str]) -> Result<PathBuf> {
+    let mut spec: serde_json::Value = serde_json::from_slice(&fs::read(b.join("config.json"))?)?;
+    let caps: Vec<String> =
+        serde_json::from_value(spec["process"]["capabilities"]["bounding"].clone())
+            .context("bounding capabilities of the bundle")?;
+    let profile = cria_runtime::seccomp::runtime_default(&caps)?;
+    spec["linux"]["seccomp"] = serde_json::to_value(profile)?;
+    spec["root"]["path"] = b.join("rootfs").display().to_string().into();
+    spec["process"]["args"] = serde_json::json!(args);
+    let sb = b.with_file_name(name);
+    fs::create_dir_all(&sb)?;
+    fs::write(sb.join("config.json"), serde_json::to_vec_pretty(&spec)?)?;
+    Ok(sb)
+}
+
 /// crun refuses hybrid cgroups while a controller (hugetlb here) sits on
 /// cgroup2 with no v1 hierarchy; mounting a v1 hugetlb hierarchy for the
 /// duration of the run moves it off cgroup2. Unmounted on drop.
@@ -206,12 +225,6 @@ pub fn measure(ctx: &mut Ctx) -> Result<()> {
          cria-monitor per container)."
             .into(),
     );
-    ctx.report.notes.push(
-        "RuntimeDefault seccomp on/off (issue 6): not measured yet — this harness has no \
-         RuntimeDefault profile to put in the bundle (the runtime's seccomp support was \
-         landing while it was written)."
-            .into(),
-    );
     let missed_crun = ctx.report.target_ratio(
         "runtime start ≤ 1.2× crun (issue 8)",
         "run /bin/true (create+start+wait+delete)",
@@ -228,5 +241,58 @@ pub fn measure(ctx: &mut Ctx) -> Result<()> {
         let mut cmd = rts[0].command(&b, "profile");
         ctx.profile_command("runtime start (`strace -c -w -f cria-oci run`: wall time per syscall, monitor included)", &mut cmd);
     }
+    seccomp_pair(ctx, &rts[0], &b)
+}
+
+const SECCOMP_RUN: &str = "cria-oci run /bin/true, linux.seccomp RuntimeDefault vs none";
+
+/// cria-oci alone on the bundle with and without `linux.seccomp`
+/// (RuntimeDefault), interleaved (issue 6).
+fn seccomp_pair(ctx: &mut Ctx, cria: &Rt, b: &Path) -> Result<()> {
+    let bundles = [
+        seccomp_bundle(b, "bundle-seccomp", &["/bin/true"])?,
+        b.to_path_buf(),
+    ];
+    let names = ["cria-oci RuntimeDefault", "cria-oci no seccomp"];
+    // The filter is really loaded: busybox grep exits 0 only when the
+    // process runs in seccomp mode 2 (filter).
+    let check = seccomp_bundle(
+        b,
+        "bundle-seccomp-check",
+        &[
+            "/bin/busybox",
+            "grep",
+            "-q",
+            "^Seccomp:[[:space:]]*2$",
+            "/proc/self/status",
+        ],
+    )?;
+    cria.run_once(&check, "seccomp-check")
+        .context("cria-oci did not load the bundle's linux.seccomp filter")?;
+    for (k, bundle) in bundles.iter().enumerate() {
+        cria.run_once(bundle, &format!("swarm-{k}"))?;
+    }
+    let mut samples = [Samples::default(), Samples::default()];
+    let n = ctx.runs(30);
+    for i in 0..n {
+        for step in 0..2 {
+            let k = (i + step) % 2;
+            samples[k].push(cria.run_once(&bundles[k], &format!("s{i}-{k}"))?);
+        }
+    }
+    let series = names.iter().map(|s| s.to_string()).zip(samples).collect();
+    ctx.report
+        .figure("1. runtime start", SECCOMP_RUN, "ms", series);
+    ctx.report.notes.push(format!(
+        "Seccomp at the runtime (issue 6): cria-oci alone, {n} runs per bundle, interleaved; the \
+         same bundle with `linux.seccomp` = cria_runtime::seccomp::runtime_default(bounding set) \
+         and without it; cria/this is RuntimeDefault over none."
+    ));
+    ctx.report.target_ratio(
+        "cria-oci run with seccomp RuntimeDefault ≤ 1.05× without (issue 6)",
+        SECCOMP_RUN,
+        "cria-oci no seccomp",
+        1.05,
+    );
     Ok(())
 }
