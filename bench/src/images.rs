@@ -4,14 +4,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result};
-use cria_tests::host::run;
+use cria_tests::fixtures::build_cached;
 use cria_tests::{Fixture, Registry};
 
 /// The harness's shell helpers (layout_init, dir_layer, mk_manifest, …).
-const LIB: &str = include_str!("../../tests/fixtures/lib.sh");
 const PAUSE: &str = include_str!("../images/pause.sh");
 const BIG: &str = include_str!("../images/big.sh");
 
@@ -30,15 +28,15 @@ pub struct Images {
 }
 
 impl Images {
-    /// Starts a registry and pushes the images (building them if not cached
-    /// under `<target>/cria-bench-images/`).
-    pub fn prepare(target: &Path) -> Result<Images> {
+    /// Starts a registry and pushes the images (building them with the test
+    /// harness's fixture builder unless cached under `<target>/cria-fixtures/`).
+    pub fn prepare() -> Result<Images> {
         let registry = Registry::start()?;
         let busybox = Fixture::get("busybox")?;
         busybox.push(&registry, "latest", "library/busybox:latest", &[])?;
-        let pause = build(target, "pause", PAUSE)?;
+        let pause = build_cached("pause", PAUSE)?;
         registry.push(&oci_src(&pause), "bench/pause:latest", &[])?;
-        let big = build(target, "big", BIG)?;
+        let big = build_cached("big", BIG)?;
         registry.push(&oci_src(&big), "bench/big:latest", &[])?;
         let big_layers = layer_blobs(&big)?;
         let host = registry.host();
@@ -91,37 +89,4 @@ fn blob(layout: &Path, digest: &str) -> PathBuf {
     layout
         .join("blobs/sha256")
         .join(digest.trim_start_matches("sha256:"))
-}
-
-/// Runs `script` with the fixture helpers into a cached OCI layout.
-fn build(target: &Path, name: &str, script: &str) -> Result<PathBuf> {
-    let cache = target.join("cria-bench-images");
-    let key = {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (LIB, script).hash(&mut h);
-        h.finish()
-    };
-    let done = cache.join(format!("{name}-{key:016x}"));
-    if done.join("index.json").exists() {
-        return Ok(done);
-    }
-    let build = cache.join(format!(".build-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&build);
-    let (out, work) = (build.join("out"), build.join("work"));
-    fs::create_dir_all(&work)?;
-    let res = run(Command::new("bash")
-        .arg("-c")
-        .arg(format!("{LIB}\n{script}"))
-        .env("OUT", &out)
-        .env("WORK", &work)
-        .current_dir(&work));
-    if let Err(e) = res {
-        let _ = fs::remove_dir_all(&build);
-        return Err(e.context(format!("building bench image {name}")));
-    }
-    let _ = fs::remove_dir_all(&done);
-    fs::rename(&out, &done)?;
-    let _ = fs::remove_dir_all(&build);
-    Ok(done)
 }

@@ -82,14 +82,14 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(run(args, bin_dir, target))
+    rt.block_on(run(args, bin_dir))
 }
 
-async fn run(args: Args, bin_dir: PathBuf, target: PathBuf) -> Result<()> {
+async fn run(args: Args, bin_dir: PathBuf) -> Result<()> {
     let started = Instant::now();
     let load_start = machine::load();
     eprintln!("cria-bench: load average at start {load_start}; preparing images");
-    let images = tokio::task::block_in_place(|| images::Images::prepare(&target))?;
+    let images = tokio::task::block_in_place(images::Images::prepare)?;
     let mut ctx = Ctx {
         quick: args.quick,
         images,

@@ -177,8 +177,10 @@ impl Fixture {
     }
 }
 
-/// Builds fixture `name` unless a build with the same key is cached.
-fn build_cached(name: &str, script: &str) -> Result<PathBuf> {
+/// Builds fixture `name` (a `lib.sh` script writing an OCI layout to `$OUT`)
+/// unless a build with the same key is cached; also builds the benchmark's
+/// images, so both share one cache, one lock and one build procedure.
+pub fn build_cached(name: &str, script: &str) -> Result<PathBuf> {
     let cache = target_dir()?.join("cria-fixtures");
     fs::create_dir_all(&cache)?;
     let mut h = Sha256::new();
