@@ -49,6 +49,11 @@ pub(crate) fn create(rt: &Runtime, req: &ContainerCreate) -> Result<Created, Run
         return Err(RuntimeError::AlreadyExists(req.id.clone()));
     }
     mkdir_private(dir.parent().unwrap_or(Path::new("/")))?;
+    // Compiled here (cached across containers), so the monitor only loads it.
+    let seccomp = crate::seccomp::bundle_filter(&req.bundle).map_err(|e| RuntimeError::Setup {
+        id: req.id.clone(),
+        message: e.to_string(),
+    })?;
     let mut cmd = Command::new(&rt.config.monitor_path);
     cmd.arg("create")
         .arg("--id")
@@ -74,11 +79,20 @@ pub(crate) fn create(rt: &Runtime, req: &ContainerCreate) -> Result<Created, Run
         message,
     };
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if seccomp.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| monitor_err(format!("spawn {:?}: {e}", rt.config.monitor_path)))?;
+    if let (Some(f), Some(mut s)) = (&seccomp, child.stdin.take()) {
+        // A monitor that failed before reading answers on stdout; dropping
+        // `s` is its EOF.
+        let _ = s.write_all(f);
+    }
     // The monitor closes both pipes once it has answered (success) or exits.
     let mut out = String::new();
     let mut err = String::new();

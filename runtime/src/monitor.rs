@@ -290,7 +290,7 @@ impl Monitor {
         let config = o.bundle.join("config.json");
         let spec = oci_spec::runtime::Spec::load(&config)
             .map_err(|e| format!("load spec {config:?}: {e}"))?;
-        let seccomp = compile_seccomp(&spec, &o.dir)?;
+        let seccomp = receive_seccomp(&spec, &o.dir)?;
         let root = spec
             .root()
             .as_ref()
@@ -775,17 +775,22 @@ pub(crate) fn child_prepare_signals() {
     let _ = SigSet::empty().thread_set_mask();
 }
 
-/// Compiles `linux.seccomp` once per container, before the clone (the child
-/// inherits the program), and keeps it in the state dir for exec.
-fn compile_seccomp(
+/// Reads the filter of `linux.seccomp`, compiled by the runtime library
+/// (`seccomp::bundle_filter`) and sent on stdin, before the clone (the child
+/// inherits it), and keeps it in the state dir for exec.
+fn receive_seccomp(
     spec: &oci_spec::runtime::Spec,
     dir: &Path,
 ) -> Result<Option<crate::seccomp::Filters>, String> {
-    let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+    if !spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()) {
         return Ok(None);
-    };
-    let f = crate::seccomp::Filters::compile(sc).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join(crate::seccomp::FILE), f.to_bytes())
+    }
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(|e| err("read seccomp filter", e))?;
+    let f = crate::seccomp::Filters::from_bytes(&bytes).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join(crate::seccomp::FILE), &bytes)
         .map_err(|e| err("write seccomp.bpf", e))?;
     Ok(Some(f))
 }

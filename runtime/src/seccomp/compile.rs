@@ -1,41 +1,74 @@
-//! `linux.seccomp` → BPF for the native architecture, with seccompiler.
+//! `linux.seccomp` → one classic BPF program, with libseccomp (the library
+//! runc, crun and containerd use).
 //!
-//! seccompiler gives each filter one match action. A profile with several
-//! actions becomes a stack of filters: a base filter returning the default
-//! action for every syscall no rule names (and ALLOW otherwise), plus one
-//! filter per other action returning it where its rules match (ALLOW
-//! otherwise). The kernel runs every filter and keeps the most restrictive
-//! result, which is the profile's result as long as one syscall's rules do
-//! not overlap with different actions (RuntimeDefault's never do).
+//! libseccomp resolves syscall names per ABI, so one program covers the
+//! native ABI and the profile's sub-architectures (x86_64 with i386 and x32,
+//! aarch64 with arm), handles 64-bit argument comparisons on 32-bit ABIs, and
+//! gives each rule its own action. The program is exported as raw BPF: the
+//! monitor loads it with seccomp(2) and never calls libseccomp itself.
+//!
+//! Compiling happens in the runtime library (criad, cria-oci), which keeps
+//! every distinct resolved profile's program in memory: the next container
+//! with the same profile and capabilities costs a map lookup.
 
-use super::{syscalls, SeccompError};
-use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction as Act, LinuxSeccompOperator as Op};
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+use super::SeccompError;
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
-use std::collections::BTreeMap;
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction as Act, LinuxSeccompArg, LinuxSeccompFilterFlag as Flag,
+    LinuxSeccompOperator as Op,
+};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-/// Compiled filters, loaded in order.
-#[derive(Debug, Clone)]
-pub(crate) struct Filters(Vec<BpfProgram>);
-
-/// Syscall number → rules (an empty list matches unconditionally).
-type RuleMap = BTreeMap<i64, Vec<SeccompRule>>;
-
-fn target() -> Result<TargetArch, SeccompError> {
-    TargetArch::try_from(std::env::consts::ARCH).map_err(|e| SeccompError::Compile(e.to_string()))
+/// One BPF instruction as the kernel's `struct sock_filter`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Insn {
+    code: u16,
+    jt: u8,
+    jf: u8,
+    k: u32,
 }
 
-fn action(a: Act, errno: Option<u32>, default_errno: u32) -> Result<SeccompAction, SeccompError> {
+/// The kernel's `struct sock_fprog`.
+#[repr(C)]
+struct Fprog {
+    len: u16,
+    filter: *const Insn,
+}
+
+/// A compiled filter: the program and the seccomp(2) flags to load it with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Filters {
+    flags: u32,
+    prog: Vec<Insn>,
+}
+
+fn lib_err(what: &str, e: impl std::fmt::Display) -> SeccompError {
+    SeccompError::Compile(format!("{what}: {e}"))
+}
+
+fn errno(v: Option<u32>, default_errno: u32) -> Result<i32, SeccompError> {
+    let v = v.unwrap_or(default_errno);
+    i32::try_from(v)
+        .ok()
+        .filter(|e| *e <= i32::from(u16::MAX))
+        .ok_or_else(|| SeccompError::Unsupported(format!("errno {v} is out of range")))
+}
+
+fn action(a: Act, ret: Option<u32>, default_errno: u32) -> Result<ScmpAction, SeccompError> {
     Ok(match a {
-        Act::ScmpActAllow => SeccompAction::Allow,
-        Act::ScmpActErrno => SeccompAction::Errno(errno.unwrap_or(default_errno)),
-        Act::ScmpActKill | Act::ScmpActKillThread => SeccompAction::KillThread,
-        Act::ScmpActKillProcess => SeccompAction::KillProcess,
-        Act::ScmpActTrap => SeccompAction::Trap,
-        Act::ScmpActTrace => SeccompAction::Trace(errno.unwrap_or(default_errno)),
-        Act::ScmpActLog => SeccompAction::Log,
+        Act::ScmpActAllow => ScmpAction::Allow,
+        Act::ScmpActErrno => ScmpAction::Errno(errno(ret, default_errno)?),
+        Act::ScmpActKill | Act::ScmpActKillThread => ScmpAction::KillThread,
+        Act::ScmpActKillProcess => ScmpAction::KillProcess,
+        Act::ScmpActTrap => ScmpAction::Trap,
+        // Trace's value is an errno-sized message for the tracer.
+        Act::ScmpActTrace => ScmpAction::Trace(errno(ret, default_errno)? as u16),
+        Act::ScmpActLog => ScmpAction::Log,
         Act::ScmpActNotify => {
             return Err(SeccompError::Unsupported(
                 "SCMP_ACT_NOTIFY is not supported".into(),
@@ -44,155 +77,249 @@ fn action(a: Act, errno: Option<u32>, default_errno: u32) -> Result<SeccompActio
     })
 }
 
-fn condition(a: &oci_spec::runtime::LinuxSeccompArg) -> Result<SeccompCondition, SeccompError> {
-    let op = match a.op() {
-        Op::ScmpCmpEq => SeccompCmpOp::Eq,
-        Op::ScmpCmpNe => SeccompCmpOp::Ne,
-        Op::ScmpCmpLt => SeccompCmpOp::Lt,
-        Op::ScmpCmpLe => SeccompCmpOp::Le,
-        Op::ScmpCmpGt => SeccompCmpOp::Gt,
-        Op::ScmpCmpGe => SeccompCmpOp::Ge,
-        Op::ScmpCmpMaskedEq => SeccompCmpOp::MaskedEq(a.value()),
+fn condition(a: &LinuxSeccompArg) -> Result<ScmpArgCompare, SeccompError> {
+    // For SCMP_CMP_MASKED_EQ the OCI `value` is the mask and `valueTwo` the
+    // compared value (as runc passes them).
+    let (op, datum) = match a.op() {
+        Op::ScmpCmpEq => (ScmpCompareOp::Equal, a.value()),
+        Op::ScmpCmpNe => (ScmpCompareOp::NotEqual, a.value()),
+        Op::ScmpCmpLt => (ScmpCompareOp::Less, a.value()),
+        Op::ScmpCmpLe => (ScmpCompareOp::LessOrEqual, a.value()),
+        Op::ScmpCmpGt => (ScmpCompareOp::Greater, a.value()),
+        Op::ScmpCmpGe => (ScmpCompareOp::GreaterEqual, a.value()),
+        Op::ScmpCmpMaskedEq => (
+            ScmpCompareOp::MaskedEqual(a.value()),
+            a.value_two().unwrap_or(0),
+        ),
     };
-    // libseccomp compares whole 64-bit registers; so do we.
-    let value = if a.op() == Op::ScmpCmpMaskedEq {
-        a.value_two().unwrap_or(0)
-    } else {
-        a.value()
-    };
-    let index = u8::try_from(a.index())
-        .map_err(|_| SeccompError::Compile(format!("argument index {}", a.index())))?;
-    SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value)
-        .map_err(|e| SeccompError::Compile(e.to_string()))
+    let index = u32::try_from(a.index())
+        .ok()
+        .filter(|i| *i < 6)
+        .ok_or_else(|| lib_err("argument index", a.index()))?;
+    Ok(ScmpArgCompare::new(index, op, datum))
 }
 
-/// Adds one OCI rule to `map` (unknown syscall names are skipped, as
-/// libseccomp does for names the architecture lacks).
-fn add(map: &mut RuleMap, s: &oci_spec::runtime::LinuxSyscall) -> Result<(), SeccompError> {
-    let conds = s
-        .args()
+/// libseccomp's name for an OCI architecture (the same `SCMP_ARCH_*`
+/// spelling).
+fn scmp_arch(a: Arch) -> Result<ScmpArch, SeccompError> {
+    let name = a.to_string();
+    name.parse().map_err(|e| lib_err(&name, e))
+}
+
+/// seccomp(2) flag bits of the OCI filter flags.
+fn flag_bits(flags: &[Flag]) -> u32 {
+    flags
         .iter()
-        .flatten()
-        .map(condition)
-        .collect::<Result<Vec<_>, _>>()?;
-    for name in s.names() {
-        let Some(nr) = syscalls::number(name) else {
-            continue;
-        };
-        if conds.is_empty() {
-            // Unconditional: matches whatever other rules say.
-            map.insert(nr, Vec::new());
-            continue;
-        }
-        let rule =
-            SeccompRule::new(conds.clone()).map_err(|e| SeccompError::Compile(e.to_string()))?;
-        match map.get_mut(&nr) {
-            // Already unconditional: a conditional rule adds nothing.
-            Some(rules) if rules.is_empty() => {}
-            Some(rules) => rules.push(rule),
-            None => {
-                map.insert(nr, vec![rule]);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn filter(
-    map: RuleMap,
-    mismatch: SeccompAction,
-    matched: SeccompAction,
-) -> Result<BpfProgram, SeccompError> {
-    let f = SeccompFilter::new(map, mismatch, matched, target()?)
-        .map_err(|e| SeccompError::Compile(e.to_string()))?;
-    f.try_into()
-        .map_err(|e: seccompiler::BackendError| SeccompError::Compile(e.to_string()))
+        .map(|f| match f {
+            Flag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC as u32,
+            Flag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG as u32,
+            Flag::SeccompFilterFlagSpecAllow => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u32,
+            // Only meaningful with a notify listener, which is refused.
+            Flag::SeccompFilterFlagWaitKillableRecv => 0,
+        })
+        .fold(0, |a, b| a | b)
 }
 
 impl Filters {
-    /// Compiles `linux.seccomp` for the native architecture.
+    /// Compiles `linux.seccomp` for the native ABI plus the architectures it
+    /// lists. Syscall names no listed ABI knows are skipped (logged), as
+    /// runc does.
     pub(crate) fn compile(sc: &LinuxSeccomp) -> Result<Self, SeccompError> {
         let default_errno = sc.default_errno_ret().unwrap_or(libc::EPERM as u32);
         let default = action(sc.default_action(), sc.default_errno_ret(), default_errno)?;
-        let mut all = RuleMap::new();
-        let mut by_action: Vec<(SeccompAction, RuleMap)> = Vec::new();
+        let mut ctx = ScmpFilterContext::new(default).map_err(|e| lib_err("new filter", e))?;
+        // We set no_new_privs ourselves, where the spec says so.
+        ctx.set_ctl_nnp(false)
+            .map_err(|e| lib_err("no_new_privs attribute", e))?;
+        for a in sc.architectures().iter().flatten() {
+            let arch = scmp_arch(*a)?;
+            // The native ABI is already there; libseccomp refuses it twice.
+            if !ctx.is_arch_present(arch).unwrap_or(false) {
+                ctx.add_arch(arch)
+                    .map_err(|e| lib_err(&format!("add {a}"), e))?;
+            }
+        }
         for s in sc.syscalls().iter().flatten() {
-            let a = action(s.action(), s.errno_ret(), default_errno)?;
-            add(&mut all, s)?;
-            if a == SeccompAction::Allow {
+            let act = action(s.action(), s.errno_ret(), default_errno)?;
+            // libseccomp refuses rules that repeat the default action.
+            if act == default {
                 continue;
             }
-            let i = match by_action.iter().position(|(x, _)| *x == a) {
-                Some(i) => i,
-                None => {
-                    by_action.push((a, RuleMap::new()));
-                    by_action.len() - 1
-                }
-            };
-            add(&mut by_action[i].1, s)?;
+            let conds = s
+                .args()
+                .iter()
+                .flatten()
+                .map(condition)
+                .collect::<Result<Vec<_>, _>>()?;
+            for name in s.names() {
+                let Ok(nr) = ScmpSyscall::from_name(name) else {
+                    tracing::debug!(syscall = %name, "seccomp: unknown syscall name skipped");
+                    continue;
+                };
+                ctx.add_rule_conditional(act, nr, &conds)
+                    .map_err(|e| lib_err(&format!("rule for {name}"), e))?;
+            }
         }
-        let mut out = Vec::new();
-        if default != SeccompAction::Allow {
-            out.push(filter(all, default, SeccompAction::Allow)?);
-        }
-        for (a, map) in by_action {
-            out.push(filter(map, SeccompAction::Allow, a)?);
-        }
-        Ok(Filters(out))
+        let prog = insns(&export(&ctx)?).ok_or_else(|| lib_err("export", "odd program length"))?;
+        Ok(Filters {
+            flags: flag_bits(sc.flags().as_deref().unwrap_or_default()),
+            prog,
+        })
     }
 
-    /// Loads the filters into the calling thread (needs no_new_privs or
+    /// Loads the filter into the calling thread (needs no_new_privs or
     /// CAP_SYS_ADMIN).
     pub(crate) fn apply(&self) -> Result<(), SeccompError> {
-        for p in &self.0 {
-            seccompiler::apply_filter(p).map_err(|e| SeccompError::Load(e.to_string()))?;
+        let len = u16::try_from(self.prog.len())
+            .map_err(|_| SeccompError::Load(format!("{} instructions", self.prog.len())))?;
+        let fprog = Fprog {
+            len,
+            filter: self.prog.as_ptr(),
+        };
+        // SAFETY: fprog points at `len` instructions that outlive the call;
+        // the kernel copies the program.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                self.flags,
+                &fprog as *const Fprog,
+            )
+        };
+        if r != 0 {
+            return Err(SeccompError::Load(
+                std::io::Error::last_os_error().to_string(),
+            ));
         }
         Ok(())
     }
 }
 
-/// The compiled filters of a container, in its state dir, for exec.
+/// The raw BPF of `ctx` (libseccomp 2.5 exports to a file descriptor only;
+/// a memfd keeps it off the disk).
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>, SeccompError> {
+    use std::io::{Read, Seek};
+    let fd = rustix::fs::memfd_create("cria-seccomp", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| lib_err("memfd", e))?;
+    let mut f = std::fs::File::from(fd);
+    ctx.export_bpf(&f).map_err(|e| lib_err("export", e))?;
+    let mut out = Vec::new();
+    f.rewind()
+        .and_then(|_| f.read_to_end(&mut out))
+        .map_err(|e| lib_err("read exported program", e))?;
+    Ok(out)
+}
+
+/// Native-endian `struct sock_filter` bytes → instructions.
+fn insns(b: &[u8]) -> Option<Vec<Insn>> {
+    if !b.len().is_multiple_of(8) {
+        return None;
+    }
+    Some(
+        b.chunks_exact(8)
+            .map(|c| Insn {
+                code: u16::from_ne_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect(),
+    )
+}
+
+/// The compiled filter of a container, in its state dir, for exec.
 pub(crate) const FILE: &str = "seccomp.bpf";
 
+/// First bytes of [`FILE`] (and of what the library sends the monitor).
+const MAGIC: &[u8; 4] = b"csf1";
+
 impl Filters {
-    /// Serialises for [`FILE`]: per program a u32 instruction count, then
-    /// 8-byte instructions (code u16, jt u8, jf u8, k u32), native endian.
+    /// Serialises for [`FILE`]: magic, the seccomp(2) flags (u32), then the
+    /// program's 8-byte instructions (code u16, jt u8, jf u8, k u32), all
+    /// native endian.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        for p in &self.0 {
-            out.extend((p.len() as u32).to_ne_bytes());
-            for i in p {
-                out.extend(i.code.to_ne_bytes());
-                out.push(i.jt);
-                out.push(i.jf);
-                out.extend(i.k.to_ne_bytes());
-            }
+        let mut out = Vec::with_capacity(8 + self.prog.len() * 8);
+        out.extend(MAGIC);
+        out.extend(self.flags.to_ne_bytes());
+        for i in &self.prog {
+            out.extend(i.code.to_ne_bytes());
+            out.push(i.jt);
+            out.push(i.jf);
+            out.extend(i.k.to_ne_bytes());
         }
         out
     }
 
     /// Parses what [`Filters::to_bytes`] wrote.
-    pub(crate) fn from_bytes(mut b: &[u8]) -> Result<Self, SeccompError> {
-        let bad = || SeccompError::Load("seccomp.bpf: truncated".into());
-        let mut out = Vec::new();
-        while !b.is_empty() {
-            let n = u32::from_ne_bytes(b.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?)
-                as usize;
-            b = &b[4..];
-            let body = b.get(..n * 8).ok_or_else(bad)?;
-            let prog = body
-                .chunks_exact(8)
-                .map(|c| seccompiler::sock_filter {
-                    code: u16::from_ne_bytes([c[0], c[1]]),
-                    jt: c[2],
-                    jf: c[3],
-                    k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-                })
-                .collect();
-            out.push(prog);
-            b = &b[n * 8..];
-        }
-        Ok(Filters(out))
+    pub(crate) fn from_bytes(b: &[u8]) -> Result<Self, SeccompError> {
+        let bad = |what: &str| SeccompError::Load(format!("seccomp filter: {what}"));
+        let rest = b
+            .strip_prefix(MAGIC)
+            .ok_or_else(|| bad("missing or not ours"))?;
+        let (flags, body) = rest.split_at_checked(4).ok_or_else(|| bad("truncated"))?;
+        let flags = u32::from_ne_bytes([flags[0], flags[1], flags[2], flags[3]]);
+        let prog = insns(body).filter(|p| !p.is_empty());
+        Ok(Filters {
+            flags,
+            prog: prog.ok_or_else(|| bad("truncated"))?,
+        })
+    }
+}
+
+/// Compiled programs of this process, by resolved profile (its JSON): the
+/// resolved profile is a function of the profile, the container's
+/// capabilities, the architecture and the kernel, so equal keys compile
+/// equal programs.
+static CACHE: Mutex<Option<HashMap<String, Arc<Vec<u8>>>>> = Mutex::new(None);
+
+/// Distinct profiles kept; past this the cache starts over (a node runs few
+/// distinct profiles, a Localhost-heavy one must not grow it forever).
+const CACHE_MAX: usize = 64;
+
+/// [`FILE`]'s bytes for `sc`, compiled once per distinct `sc` per process.
+pub(crate) fn compiled(sc: &LinuxSeccomp) -> Result<Arc<Vec<u8>>, SeccompError> {
+    let key = serde_json::to_string(sc).map_err(|e| lib_err("profile key", e))?;
+    let cached =
+        |c: &Option<HashMap<String, Arc<Vec<u8>>>>| c.as_ref().and_then(|m| m.get(&key)).cloned();
+    if let Some(hit) = cached(&CACHE.lock().unwrap_or_else(|e| e.into_inner())) {
+        return Ok(hit);
+    }
+    // Compiled outside the lock: two racing creates may both compile, which
+    // costs a millisecond, not correctness.
+    let bytes = Arc::new(Filters::compile(sc)?.to_bytes());
+    let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let map = c.get_or_insert_with(HashMap::new);
+    if map.len() >= CACHE_MAX {
+        map.clear();
+    }
+    map.insert(key, bytes.clone());
+    Ok(bytes)
+}
+
+/// The part of `config.json` this module reads.
+#[derive(serde::Deserialize)]
+struct SpecSeccomp {
+    linux: Option<LinuxSeccompOnly>,
+}
+
+#[derive(serde::Deserialize)]
+struct LinuxSeccompOnly {
+    seccomp: Option<LinuxSeccomp>,
+}
+
+/// The compiled filter (bytes of [`FILE`]) for the bundle's
+/// `linux.seccomp`; `None` when it has none, or when `config.json` cannot
+/// be read or parsed (the monitor reports that with its own error).
+pub(crate) fn bundle_filter(bundle: &Path) -> Result<Option<Arc<Vec<u8>>>, SeccompError> {
+    let Ok(json) = std::fs::read(bundle.join("config.json")) else {
+        return Ok(None);
+    };
+    let Ok(spec) = serde_json::from_slice::<SpecSeccomp>(&json) else {
+        return Ok(None);
+    };
+    match spec.linux.and_then(|l| l.seccomp) {
+        Some(sc) => compiled(&sc).map(Some),
+        None => Ok(None),
     }
 }
 
@@ -299,6 +426,109 @@ mod tests {
         assert_eq!(r, libc::EPERM, "clone with CLONE_NEWUSER denied");
     }
 
+    /// An i386 syscall through `int 0x80` (AUDIT_ARCH_I386 in seccomp's
+    /// view, even from this 64-bit process); the raw return value.
+    #[cfg(target_arch = "x86_64")]
+    fn int80(nr: u32, a: u32, b: u32) -> i64 {
+        let ret: u32;
+        // SAFETY: the i386 entry point with register arguments only; ebx is
+        // reserved by LLVM, so the first argument travels through esi and is
+        // swapped in and out around the call.
+        unsafe {
+            std::arch::asm!(
+                "xchg esi, ebx",
+                "int 0x80",
+                "xchg esi, ebx",
+                inlateout("eax") nr => ret,
+                inout("esi") a => _,
+                in("ecx") b,
+                // Not preserved by every kernel's int 0x80 entry.
+                out("r8") _,
+                out("r9") _,
+                out("r10") _,
+                out("r11") _,
+                options(nostack),
+            );
+        }
+        // The i386 ABI returns a 32-bit value; -4095..-1 are errnos.
+        i64::from(ret as i32)
+    }
+
+    /// The result of an x32 syscall (nr | __X32_SYSCALL_BIT), `-errno` on
+    /// failure.
+    #[cfg(target_arch = "x86_64")]
+    fn x32(nr: i64) -> i64 {
+        // SAFETY: raw syscall without pointer arguments.
+        let r = unsafe { libc::syscall(0x4000_0000 | nr, 0, 0) };
+        if r < 0 {
+            -i64::from(errno_of(r))
+        } else {
+            r
+        }
+    }
+
+    /// Exit code for an i386/x32 probe: 0 when it matched, else which check
+    /// failed.
+    #[cfg(target_arch = "x86_64")]
+    fn check(results: &[bool]) -> i32 {
+        results
+            .iter()
+            .position(|ok| !ok)
+            .map_or(0, |i| i as i32 + 1)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn i386_and_x32_follow_the_same_policy() {
+        let sc = runtime_default(&["CAP_CHOWN".into()]).unwrap();
+        let r = in_child(&sc, || {
+            // SAFETY: raw getpid.
+            let pid = unsafe { libc::syscall(libc::SYS_getpid) };
+            let eperm = -i64::from(libc::EPERM);
+            check(&[
+                // getpid (20): allowed, the same pid.
+                int80(20, 0, 0) == pid,
+                // keyctl (288) and unshare (310): not in the profile.
+                int80(288, 0, 0) == eperm,
+                int80(310, libc::CLONE_NEWUSER as u32, 0) == eperm,
+                // personality (136): argument filters on the i386 ABI too.
+                int80(136, 0xffff_ffff, 0) >= 0,
+                int80(136, 0x0040_0000, 0) == eperm,
+                // x32 getpid (39) passes the filter: the pid, or ENOSYS
+                // where the kernel lacks the x32 ABI; x32 keyctl (250) is
+                // refused by the filter whatever the kernel.
+                [pid, -i64::from(libc::ENOSYS)].contains(&x32(39)),
+                x32(250) == eperm,
+            ])
+        });
+        assert_eq!(r, 0, "check {r} failed (1-based)");
+        // A profile listing x86_64 alone kills i386 callers (bad arch), as
+        // runc does.
+        let mut only64 = sc.clone();
+        only64.set_architectures(Some(vec![Arch::ScmpArchX86_64]));
+        let f = Filters::compile(&only64).unwrap();
+        // SAFETY: as in_child, but the child is expected to die.
+        match unsafe { libc::fork() } {
+            0 => {
+                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+                if f.apply().is_err() {
+                    unsafe { libc::_exit(99) };
+                }
+                int80(20, 0, 0);
+                unsafe { libc::_exit(0) }
+            }
+            pid => {
+                let mut st = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(pid, &mut st, 0) };
+                assert!(
+                    libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGSYS,
+                    "status {st:#x}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn cap_sys_admin_opens_the_admin_calls() {
         let sc = runtime_default(&["CAP_SYS_ADMIN".into()]).unwrap();
@@ -340,31 +570,45 @@ mod tests {
     fn filters_survive_the_state_file() {
         let f = Filters::compile(&runtime_default(&[]).unwrap()).unwrap();
         let back = Filters::from_bytes(&f.to_bytes()).unwrap();
-        assert_eq!(back.to_bytes(), f.to_bytes());
-        assert_eq!(back.0.len(), 2, "base filter and the clone3 ENOSYS filter");
+        assert_eq!(back, f);
         assert!(Filters::from_bytes(&[1, 0, 0, 0, 1]).is_err());
+        assert!(Filters::from_bytes(b"").is_err(), "nothing sent");
+        assert!(Filters::from_bytes(b"csf1\0\0\0\0").is_err(), "no program");
+        let mut cut = f.to_bytes();
+        cut.pop();
+        assert!(Filters::from_bytes(&cut).is_err());
     }
 
     #[test]
-    fn every_default_name_this_arch_knows_is_in_the_table() {
-        // The table must not silently drop calls of the allow list: these
-        // exist on both x86_64 and aarch64.
-        for n in [
-            "read",
-            "openat",
-            "clone",
-            "clone3",
-            "execve",
-            "statx",
-            "io_uring_setup",
-            "close_range",
-            "landlock_create_ruleset",
-            "futex_waitv",
-        ] {
-            assert!(syscalls::number(n).is_some(), "{n} missing");
-        }
+    fn profile_flags_reach_seccomp() {
+        let mut sc = runtime_default(&[]).unwrap();
+        sc.set_flags(Some(vec![Flag::SeccompFilterFlagLog]));
+        let f = Filters::compile(&sc).unwrap();
+        assert_eq!(f.flags, libc::SECCOMP_FILTER_FLAG_LOG as u32);
+        // The kernel accepts the flag with the program.
+        let r = in_child(&sc, || unsafe { errno_of(libc::syscall(libc::SYS_getpid)) });
+        assert_eq!(r, 0);
+    }
+
+    #[test]
+    fn a_profile_compiles_once_per_process() {
+        // Only this test uses the cache, so the first call misses.
+        let sc = runtime_default(&["CAP_SYS_PACCT".into()]).unwrap();
         let t0 = std::time::Instant::now();
-        let _ = Filters::compile(&runtime_default(&[]).unwrap()).unwrap();
-        eprintln!("RuntimeDefault compiles in {:?}", t0.elapsed());
+        let first = compiled(&sc).unwrap();
+        let cold = t0.elapsed();
+        let t1 = std::time::Instant::now();
+        let second = compiled(&sc).unwrap();
+        let warm = t1.elapsed();
+        assert!(Arc::ptr_eq(&first, &second), "the second is the cached one");
+        // A capability the profile does not look at resolves to the same
+        // profile, hence the same program.
+        let lease = ["CAP_SYS_PACCT".into(), "CAP_LEASE".into()];
+        let same = compiled(&runtime_default(&lease).unwrap()).unwrap();
+        assert!(Arc::ptr_eq(&first, &same));
+        let other = compiled(&runtime_default(&[]).unwrap()).unwrap();
+        assert_ne!(first, other, "acct is allowed only with CAP_SYS_PACCT");
+        let n = Filters::from_bytes(&first).unwrap().prog.len();
+        eprintln!("RuntimeDefault: {n} instructions, compiled in {cold:?}, cached in {warm:?}");
     }
 }

@@ -3,8 +3,10 @@
 //! argument-filtered rules, per-architecture and per-capability additions,
 //! everything else EPERM.
 
-use super::profile::{Arg, Filter, Profile, Rule};
-use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction as Act, LinuxSeccompOperator as Op};
+use super::profile::{ArchMap, Arg, Filter, Profile, Rule};
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction as Act, LinuxSeccompOperator as Op,
+};
 
 /// Allowed for every container, whatever its capabilities.
 pub(crate) const ALWAYS: &[&str] = &[
@@ -401,6 +403,36 @@ const BY_ARCH: &[(&[&str], &[&str])] = &[
     (&["riscv64"], &["riscv_flush_icache"]),
 ];
 
+/// moby's `archMap`: the ABIs a filter on each native architecture also
+/// covers (an x86_64 process can make i386 calls through `int 0x80` and x32
+/// calls with bit 30 of the number set), so the allow list applies to them
+/// and the default action, not a kill for a foreign ABI, to the rest.
+const ARCH_MAP: &[(Arch, &[Arch])] = &[
+    (
+        Arch::ScmpArchX86_64,
+        &[Arch::ScmpArchX86, Arch::ScmpArchX32],
+    ),
+    (Arch::ScmpArchAarch64, &[Arch::ScmpArchArm]),
+    (
+        Arch::ScmpArchMips64,
+        &[Arch::ScmpArchMips, Arch::ScmpArchMips64n32],
+    ),
+    (
+        Arch::ScmpArchMips64n32,
+        &[Arch::ScmpArchMips, Arch::ScmpArchMips64],
+    ),
+    (
+        Arch::ScmpArchMipsel64,
+        &[Arch::ScmpArchMipsel, Arch::ScmpArchMipsel64n32],
+    ),
+    (
+        Arch::ScmpArchMipsel64n32,
+        &[Arch::ScmpArchMipsel, Arch::ScmpArchMipsel64],
+    ),
+    (Arch::ScmpArchS390x, &[Arch::ScmpArchS390]),
+    (Arch::ScmpArchRiscv64, &[]),
+];
+
 /// Allowed when the container holds the capability.
 const BY_CAP: &[(&str, &[&str])] = &[
     ("CAP_DAC_READ_SEARCH", &["open_by_handle_at"]),
@@ -566,7 +598,15 @@ pub(crate) fn default_profile() -> Profile {
         default_action: Act::ScmpActErrno,
         default_errno_ret: Some(libc::EPERM as u32),
         architectures: None,
-        arch_map: None,
+        arch_map: Some(
+            ARCH_MAP
+                .iter()
+                .map(|(a, subs)| ArchMap {
+                    architecture: *a,
+                    sub_architectures: subs.to_vec(),
+                })
+                .collect(),
+        ),
         flags: None,
         listener_path: None,
         listener_metadata: None,

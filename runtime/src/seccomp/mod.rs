@@ -1,18 +1,20 @@
 //! Seccomp: profiles in the OCI/docker JSON format, containerd/moby's
 //! RuntimeDefault as a Rust table, and their compilation to BPF with
-//! seccompiler.
+//! libseccomp.
 //!
 //! criad resolves a profile (RuntimeDefault or a Localhost file) against the
 //! container's capabilities and the native architecture into the spec's
-//! `linux.seccomp`; the monitor compiles that to BPF while it sets the
-//! container up and loads it last (see `init.rs`).
+//! `linux.seccomp` (with the architectures it covers: x86_64 with i386 and
+//! x32, aarch64 with arm). The runtime library compiles that to one BPF
+//! program (cached per distinct profile) and hands it to the monitor, which
+//! keeps it in the state dir for exec and loads it last (see `init.rs`)
+//! with plain seccomp(2).
 
 mod compile;
 mod default;
 mod profile;
-mod syscalls;
 
-pub(crate) use compile::{Filters, FILE};
+pub(crate) use compile::{bundle_filter, Filters, FILE};
 pub use default::runtime_default;
 pub use profile::{load_profile, parse_profile, Profile};
 
@@ -43,7 +45,7 @@ pub enum SeccompError {
     /// The profile asks for something this runtime cannot do.
     #[error("seccomp profile: {0}")]
     Unsupported(String),
-    /// seccompiler refused the filter.
+    /// libseccomp refused the filter.
     #[error("seccomp compile: {0}")]
     Compile(String),
     /// The kernel refused the filter.
@@ -61,4 +63,23 @@ pub fn native_arch() -> &'static str {
     } else {
         std::env::consts::ARCH
     }
+}
+
+/// The seccomp (`SCMP_ARCH_*`) architecture of a docker architecture name,
+/// as moby matches `archMap` entries against the native one.
+pub(crate) fn scmp_arch_of(docker: &str) -> Option<oci_spec::runtime::Arch> {
+    use oci_spec::runtime::Arch as A;
+    Some(match docker {
+        "amd64" => A::ScmpArchX86_64,
+        "386" | "x86" => A::ScmpArchX86,
+        "arm64" => A::ScmpArchAarch64,
+        "arm" => A::ScmpArchArm,
+        "riscv64" => A::ScmpArchRiscv64,
+        "s390x" => A::ScmpArchS390x,
+        "ppc64le" => A::ScmpArchPpc64le,
+        "loongarch64" => A::ScmpArchLoongarch64,
+        "mips64" => A::ScmpArchMips64,
+        "mips64le" => A::ScmpArchMipsel64,
+        _ => return None,
+    })
 }

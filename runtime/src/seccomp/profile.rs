@@ -2,9 +2,10 @@
 //! (includes/excludes by capability, architecture and kernel version) into
 //! the OCI spec's `linux.seccomp`.
 
-use super::{native_arch, SeccompError};
+use super::{native_arch, scmp_arch_of, SeccompError};
 use oci_spec::runtime::{
-    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompOperator, LinuxSyscall,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompFilterFlag,
+    LinuxSeccompOperator, LinuxSyscall,
 };
 use serde::Deserialize;
 use std::path::Path;
@@ -19,15 +20,17 @@ pub struct Profile {
     /// Errno for an `SCMP_ACT_ERRNO` default (EPERM when absent).
     #[serde(default)]
     pub default_errno_ret: Option<u32>,
-    /// Architectures (libseccomp names); only the native one is compiled.
+    /// Architectures (`SCMP_ARCH_*`) the filter covers besides the native
+    /// one (the OCI form).
     #[serde(default)]
-    pub architectures: Option<Vec<String>>,
-    /// docker's per-architecture sub-architecture map (informational here).
+    pub architectures: Option<Vec<Arch>>,
+    /// docker's form: per native architecture, the sub-architectures its
+    /// filter also covers (x86_64 → x86, x32).
     #[serde(default)]
-    pub arch_map: Option<serde_json::Value>,
-    /// OCI filter flags (ignored: none are needed for these actions).
+    pub arch_map: Option<Vec<ArchMap>>,
+    /// OCI filter flags (`SECCOMP_FILTER_FLAG_*`), passed to seccomp(2).
     #[serde(default)]
-    pub flags: Option<Vec<String>>,
+    pub flags: Option<Vec<LinuxSeccompFilterFlag>>,
     /// The listener fields of SCMP_ACT_NOTIFY (unsupported, refused if used).
     #[serde(default)]
     pub listener_path: Option<String>,
@@ -37,6 +40,17 @@ pub struct Profile {
     /// The rules, first match wins within one action.
     #[serde(default)]
     pub syscalls: Option<Vec<Rule>>,
+}
+
+/// One `archMap` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchMap {
+    /// A native architecture.
+    pub architecture: Arch,
+    /// The ABIs a filter on it also covers.
+    #[serde(default)]
+    pub sub_architectures: Vec<Arch>,
 }
 
 /// One rule: syscalls, action, argument conditions, and when it applies.
@@ -119,6 +133,15 @@ pub fn parse_profile(json: &[u8], what: &str) -> Result<Profile, SeccompError> {
         what: what.to_string(),
         problem: e.to_string(),
     })?;
+    if p.architectures.as_ref().is_some_and(|a| !a.is_empty())
+        && p.arch_map.as_ref().is_some_and(|m| !m.is_empty())
+    {
+        // moby refuses this too: which one wins would be a guess.
+        return Err(SeccompError::Malformed {
+            what: what.to_string(),
+            problem: "both architectures and archMap are given".into(),
+        });
+    }
     for (i, r) in p.syscalls.iter().flatten().enumerate() {
         if r.names.is_empty() && r.name.is_none() {
             return Err(SeccompError::Malformed {
@@ -154,10 +177,33 @@ fn running_kernel() -> (u32, u32) {
 
 impl Profile {
     /// Resolves includes/excludes against `caps` (the container's bounding
-    /// set), the native architecture and the running kernel, as moby does,
-    /// giving the OCI `linux.seccomp` to put in the spec.
+    /// set), the native architecture and the running kernel, and the
+    /// architectures to cover (`architectures`, or the native entry of
+    /// `archMap`), as moby does, giving the OCI `linux.seccomp` to put in
+    /// the spec.
     pub fn resolve(&self, caps: &[String]) -> Result<LinuxSeccomp, SeccompError> {
         self.resolve_for(caps, native_arch(), running_kernel())
+    }
+
+    /// The architectures the filter covers on the docker architecture
+    /// `arch`: the listed ones, else the native one's `archMap` entry with
+    /// its sub-architectures (none: the native ABI alone).
+    fn arches_for(&self, arch: &str) -> Vec<Arch> {
+        let native = scmp_arch_of(arch);
+        let mut out: Vec<Arch> = self.architectures.clone().unwrap_or_default();
+        for m in self.arch_map.iter().flatten() {
+            if Some(m.architecture) == native {
+                out.push(m.architecture);
+                out.extend(&m.sub_architectures);
+            }
+        }
+        let mut seen = Vec::with_capacity(out.len());
+        out.retain(|a| {
+            let first = !seen.contains(a);
+            seen.push(*a);
+            first
+        });
+        out
     }
 
     fn resolve_for(
@@ -233,8 +279,11 @@ impl Profile {
             out.push(s);
         }
         let mut sc = LinuxSeccomp::default();
+        let arches = self.arches_for(arch);
         sc.set_default_action(self.default_action)
             .set_default_errno_ret(self.default_errno_ret)
+            .set_architectures((!arches.is_empty()).then_some(arches))
+            .set_flags(self.flags.clone().filter(|f| !f.is_empty()))
             .set_syscalls(Some(out));
         Ok(sc)
     }
