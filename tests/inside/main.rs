@@ -1,7 +1,8 @@
 //! cria-inside: runs as a container's process and prints, as one JSON object
 //! on stdout, what it sees from inside: identity, capabilities, no_new_privs,
-//! seccomp, denied syscalls, masked paths, read-only mounts, sysctls,
-//! namespaces, open file descriptors and the working directory.
+//! seccomp, denied syscalls (also through the i386 and x32 ABIs), masked
+//! paths, read-only mounts, sysctls, namespaces, open file descriptors and
+//! the working directory.
 //!
 //! Built by `tests/build.rs` as a static binary (std and a few glibc
 //! functions only, so it needs nothing from the image) and copied into the
@@ -268,10 +269,77 @@ fn denied_syscalls(o: &mut Obj) {
         unsafe { personality(0) };
     }
 
+    other_abis(o);
+
     // SAFETY: plain flag argument; when allowed we only exit afterwards.
     let r = unsafe { unshare(CLONE_NEWUSER) };
     o.int("unshare_user", rc(r as c_long));
 }
+
+/// An i386 syscall through `int 0x80`: seccomp sees AUDIT_ARCH_I386 even
+/// from this 64-bit process. The result, or `-errno`.
+#[cfg(target_arch = "x86_64")]
+fn int80(nr: u32, a: u32, b: u32) -> i64 {
+    let ret: u32;
+    // SAFETY: the i386 entry point with register arguments only; rbx is
+    // reserved by LLVM, so the first argument travels in rsi and is swapped
+    // in and out around the call (all 64 bits: LLVM keeps a pointer in rbx).
+    unsafe {
+        std::arch::asm!(
+            "xchg rsi, rbx",
+            "int 0x80",
+            "xchg rsi, rbx",
+            inlateout("eax") nr => ret,
+            inout("rsi") u64::from(a) => _,
+            in("ecx") b,
+            // Not preserved by every kernel's int 0x80 entry.
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            options(nostack),
+        );
+    }
+    // A 32-bit return value: -4095..-1 are errnos.
+    i64::from(ret as i32)
+}
+
+/// An x32 syscall (number with bit 30 set): the result, or `-errno`.
+#[cfg(target_arch = "x86_64")]
+fn x32(nr: c_long, a: c_long, b: c_long) -> i64 {
+    // SAFETY: no pointer arguments.
+    let r = unsafe { syscall(0x4000_0000 | nr, a, b, 0 as c_long) };
+    if r < 0 {
+        neg_errno()
+    } else {
+        i64::from(r)
+    }
+}
+
+/// The same policy on the other ABIs of the machine: i386 (`int 0x80`) and
+/// x32 calls; moby's profile names them for x86_64 through its archMap.
+#[cfg(target_arch = "x86_64")]
+fn other_abis(o: &mut Obj) {
+    // i386 numbers: getpid 20, keyctl 288, personality 136.
+    o.int("i386_getpid", int80(20, 0, 0));
+    // keyctl reported as "keyctl" is: 0 when it worked.
+    let keyring = int80(288, KEYCTL_GET_KEYRING_ID as u32, KEY_SPEC_SESSION_KEYRING as u32);
+    o.int("i386_keyctl", keyring.min(0));
+    o.int("i386_personality_query", int80(136, 0xffff_ffff, 0));
+    let r = int80(136, PER_BSD as u32, 0);
+    o.int("i386_personality_bsd", r);
+    if r >= 0 {
+        int80(136, 0, 0);
+    }
+    // x32 numbers: getpid 39, keyctl 250 (the kernel may lack the x32 ABI:
+    // then what passes the filter gets ENOSYS).
+    o.int("x32_getpid", x32(39, 0, 0));
+    let keyring = x32(SYS_KEYCTL, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING);
+    o.int("x32_keyctl", keyring.min(0));
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn other_abis(_: &mut Obj) {}
 
 fn main() {
     let mut o = Obj::new();

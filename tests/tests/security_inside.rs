@@ -74,6 +74,36 @@ fn int(v: &Value, key: &str) -> i64 {
         .unwrap_or_else(|| panic!("no integer {key} in {v}"))
 }
 
+/// moby's archMap covers i386 and x32 on x86_64: the same calls are allowed
+/// and refused there as on the native ABI (`confined` under RuntimeDefault,
+/// `unconfined` without seccomp), and neither ABI is killed.
+#[cfg(target_arch = "x86_64")]
+fn other_abis_follow_the_policy(confined: &Value, unconfined: &Value) {
+    const ENOSYS: i64 = -38;
+    let s = confined;
+    assert_eq!(int(s, "i386_getpid"), int(s, "pid"), "i386 getpid: {s}");
+    assert_eq!(int(s, "i386_personality_query"), 0, "{s}");
+    for k in ["i386_keyctl", "i386_personality_bsd", "x32_keyctl"] {
+        assert_eq!(int(s, k), EPERM, "RuntimeDefault denies {k}: {s}");
+    }
+    // Allowed by the filter; the kernel may lack the x32 ABI.
+    assert!(
+        [int(s, "pid"), ENOSYS].contains(&int(s, "x32_getpid")),
+        "x32 getpid passes the filter: {s}"
+    );
+    let un = unconfined;
+    assert_eq!(int(un, "i386_getpid"), int(un, "pid"), "{un}");
+    assert_eq!(int(un, "i386_keyctl"), int(un, "keyctl"), "{un}");
+    assert_eq!(int(un, "i386_personality_bsd"), 0, "{un}");
+    assert!(
+        [int(un, "keyctl"), ENOSYS].contains(&int(un, "x32_keyctl")),
+        "{un}"
+    );
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn other_abis_follow_the_policy(_: &Value, _: &Value) {}
+
 fn masked(v: &Value, path: &str) -> i64 {
     v["masked"][path]
         .as_i64()
@@ -246,6 +276,7 @@ async fn container_security_contexts_seen_from_inside() {
         assert_eq!(int(&un, k), 0, "Unconfined allows {k}: {un}");
     }
     assert_eq!(int(&un, "mount"), EPERM, "still no CAP_SYS_ADMIN: {un}");
+    other_abis_follow_the_policy(&s, &un);
 
     // Namespaces: net, IPC and UTS are the pod's (shared by its containers),
     // the PID namespace is the container's own (it is pid 1 there), none is
@@ -324,6 +355,47 @@ async fn pod_sysctls_and_privileged_pods_seen_from_inside() {
         int(&p, "dev_entries") > dev_default,
         "host devices: {} vs {dev_default}: {p}",
         int(&p, "dev_entries")
+    );
+    ok(remove_pod(&mut rt, &pod_id).await, &env.criad);
+}
+
+/// A Localhost profile's `archMap` decides which ABIs its rules cover: with
+/// x86_64 → x86, x32 the i386 and x32 keyctl get the rule's errno like the
+/// native one (without the map they would be killed as a foreign ABI).
+#[cfg(target_arch = "x86_64")]
+#[tokio::test]
+async fn localhost_arch_map_covers_i386_and_x32() {
+    use v1::security_profile::ProfileType;
+    let (env, image) = inside_env().await;
+    let mut rt = env.rt().await.expect("client");
+    let pod = env.pod_config("archmap").expect("pod config");
+    let pod_id = ok(env.run_pod(&mut rt, &pod).await, &env.criad);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("keyctl-eacces.json");
+    std::fs::write(
+        &file,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW",
+            "archMap":[{"architecture":"SCMP_ARCH_X86_64","subArchitectures":["SCMP_ARCH_X86","SCMP_ARCH_X32"]},
+                       {"architecture":"SCMP_ARCH_AARCH64","subArchitectures":["SCMP_ARCH_ARM"]}],
+            "syscalls":[{"names":["keyctl"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#,
+    )
+    .expect("write profile");
+    let sc = v1::LinuxContainerSecurityContext {
+        seccomp: Some(v1::SecurityProfile {
+            profile_type: ProfileType::Localhost as i32,
+            localhost_ref: file.to_string_lossy().into_owned(),
+        }),
+        ..Default::default()
+    };
+    let r = report(&env, &image, &pod_id, &pod, "archmap", sc).await;
+    assert_eq!(int(&r, "Seccomp"), 2, "{r}");
+    for k in ["keyctl", "i386_keyctl", "x32_keyctl"] {
+        assert_eq!(int(&r, k), EACCES, "{k}: {r}");
+    }
+    assert_eq!(
+        int(&r, "i386_getpid"),
+        int(&r, "pid"),
+        "the rest is allowed: {r}"
     );
     ok(remove_pod(&mut rt, &pod_id).await, &env.criad);
 }
