@@ -431,16 +431,17 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     fn int80(nr: u32, a: u32, b: u32) -> i64 {
         let ret: u32;
-        // SAFETY: the i386 entry point with register arguments only; ebx is
-        // reserved by LLVM, so the first argument travels through esi and is
-        // swapped in and out around the call.
+        // SAFETY: the i386 entry point with register arguments only; rbx is
+        // reserved by LLVM, so the first argument travels through rsi and is
+        // swapped in and out around the call (all 64 bits: LLVM keeps a
+        // pointer there).
         unsafe {
             std::arch::asm!(
-                "xchg esi, ebx",
+                "xchg rsi, rbx",
                 "int 0x80",
-                "xchg esi, ebx",
+                "xchg rsi, rbx",
                 inlateout("eax") nr => ret,
-                inout("esi") a => _,
+                inout("rsi") u64::from(a) => _,
                 in("ecx") b,
                 // Not preserved by every kernel's int 0x80 entry.
                 out("r8") _,

@@ -331,6 +331,144 @@ mod tests {
     }
 
     #[test]
+    fn architectures_come_from_the_list_or_the_native_arch_map_entry() {
+        let arches = |json: &str, arch: &str| {
+            let p = parse_profile(json.as_bytes(), "t").unwrap();
+            p.resolve_for(&[], arch, (6, 1))
+                .unwrap()
+                .architectures()
+                .clone()
+        };
+        let map = r#"{"defaultAction":"SCMP_ACT_ERRNO","archMap":[
+            {"architecture":"SCMP_ARCH_X86_64","subArchitectures":["SCMP_ARCH_X86","SCMP_ARCH_X32"]},
+            {"architecture":"SCMP_ARCH_AARCH64","subArchitectures":["SCMP_ARCH_ARM"]}]}"#;
+        use Arch::*;
+        assert_eq!(
+            arches(map, "amd64"),
+            Some(vec![ScmpArchX86_64, ScmpArchX86, ScmpArchX32])
+        );
+        assert_eq!(
+            arches(map, "arm64"),
+            Some(vec![ScmpArchAarch64, ScmpArchArm])
+        );
+        assert_eq!(arches(map, "riscv64"), None, "no entry: native only");
+        let list = r#"{"defaultAction":"SCMP_ACT_ERRNO",
+            "architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X86"]}"#;
+        assert_eq!(
+            arches(list, "amd64"),
+            Some(vec![ScmpArchX86_64, ScmpArchX86]),
+            "listed once each, whatever the native one"
+        );
+        let none = r#"{"defaultAction":"SCMP_ACT_ERRNO"}"#;
+        assert_eq!(arches(none, "amd64"), None);
+        let both = r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86"],
+            "archMap":[{"architecture":"SCMP_ARCH_X86_64"}]}"#;
+        let e = parse_profile(both.as_bytes(), "b.json").unwrap_err();
+        assert!(
+            e.to_string().contains("both architectures and archMap"),
+            "{e}"
+        );
+        let bad = r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_Z80"]}"#;
+        let e = parse_profile(bad.as_bytes(), "z.json").unwrap_err();
+        assert!(e.to_string().contains("z.json"), "{e}");
+    }
+
+    #[test]
+    fn runtime_default_covers_moby_s_sub_architectures() {
+        use Arch::*;
+        let p = crate::seccomp::default::default_profile();
+        let on = |arch| p.resolve_for(&[], arch, (6, 1)).unwrap();
+        assert_eq!(
+            on("amd64").architectures().clone(),
+            Some(vec![ScmpArchX86_64, ScmpArchX86, ScmpArchX32])
+        );
+        assert_eq!(
+            on("arm64").architectures().clone(),
+            Some(vec![ScmpArchAarch64, ScmpArchArm])
+        );
+        // Per-architecture rules follow the native (docker) name.
+        let has = |sc: &LinuxSeccomp, n: &str| {
+            sc.syscalls()
+                .iter()
+                .flatten()
+                .any(|s| s.names().iter().any(|x| x == n))
+        };
+        assert!(has(&on("amd64"), "arch_prctl") && !has(&on("arm64"), "arch_prctl"));
+        assert!(has(&on("arm64"), "set_tls") && !has(&on("amd64"), "set_tls"));
+        assert!(has(&on("amd64"), "modify_ldt"));
+    }
+
+    #[test]
+    fn capabilities_select_rules() {
+        let p = crate::seccomp::default::default_profile();
+        let rules = |caps: &[&str]| {
+            let caps: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
+            p.resolve_for(&caps, "amd64", (6, 1))
+                .unwrap()
+                .syscalls()
+                .clone()
+                .unwrap_or_default()
+        };
+        let find = |rs: &[LinuxSyscall], n: &str| -> Vec<LinuxSyscall> {
+            rs.iter()
+                .filter(|s| s.names().iter().any(|x| x == n))
+                .cloned()
+                .collect()
+        };
+        let plain = rules(&["CAP_CHOWN"]);
+        // clone: only the namespace-flag-free rule; clone3: ENOSYS.
+        let clone = find(&plain, "clone");
+        assert_eq!(clone.len(), 1);
+        assert!(clone[0].args().is_some(), "clone is argument-filtered");
+        let clone3 = find(&plain, "clone3");
+        assert_eq!(clone3.len(), 1);
+        assert_eq!(clone3[0].action(), LinuxSeccompAction::ScmpActErrno);
+        assert_eq!(clone3[0].errno_ret(), Some(libc::ENOSYS as u32));
+        for n in ["mount", "unshare", "kcmp", "acct", "reboot"] {
+            assert!(find(&plain, n).is_empty(), "{n} needs a capability");
+        }
+        // ptrace from kernel 4.8 on (seccomp is checked after ptrace there).
+        assert!(!find(&plain, "ptrace").is_empty());
+        let admin = rules(&["CAP_SYS_ADMIN", "CAP_SYS_PTRACE"]);
+        let clone = find(&admin, "clone");
+        assert_eq!(clone.len(), 1);
+        assert!(
+            clone[0].args().is_none(),
+            "clone unconditional with SYS_ADMIN"
+        );
+        let clone3 = find(&admin, "clone3");
+        assert_eq!(clone3.len(), 1);
+        assert_eq!(clone3[0].action(), LinuxSeccompAction::ScmpActAllow);
+        for n in ["mount", "unshare", "kcmp", "pidfd_getfd"] {
+            assert!(!find(&admin, n).is_empty(), "{n} with its capability");
+        }
+        assert!(find(&admin, "acct").is_empty());
+    }
+
+    #[test]
+    fn flags_pass_through_and_notify_is_refused() {
+        let p = parse_profile(
+            br#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_LOG"]}"#,
+            "f",
+        )
+        .unwrap();
+        let sc = p.resolve_for(&[], "amd64", (6, 1)).unwrap();
+        assert_eq!(
+            sc.flags().clone(),
+            Some(vec![LinuxSeccompFilterFlag::SeccompFilterFlagLog])
+        );
+        let p = parse_profile(
+            br#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+            "n",
+        )
+        .unwrap();
+        assert!(matches!(
+            p.resolve_for(&[], "amd64", (6, 1)),
+            Err(SeccompError::Unsupported(_))
+        ));
+    }
+
+    #[test]
     fn kernel_versions_parse() {
         assert_eq!(kernel_version("6.18.0-1-amd64"), (6, 18));
         assert_eq!(kernel_version("4.8"), (4, 8));
