@@ -60,10 +60,7 @@ pub fn main() -> i32 {
             Some(dir) => exec_main(Path::new(dir)),
             None => usage(),
         },
-        Some("sandbox") => match args.get(2) {
-            Some(json) => crate::sandbox::helper_main(json),
-            None => usage(),
-        },
+        Some("sandbox") => crate::sandbox::helper_main(),
         _ => usage(),
     }
 }

@@ -23,6 +23,8 @@ use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -87,6 +89,10 @@ enum HelperReply {
 }
 
 const RECORD: &str = "sandbox.json";
+
+/// argv[0] of the sandbox helper, and so of the pause it leaves behind (what
+/// the pod's containers see as their PID 1's command line).
+pub const PAUSE_ARGV0: &str = "cria-pause";
 
 fn pod_dir(rt: &Runtime, id: &str) -> PathBuf {
     rt.config.state_root.join("pods").join(id)
@@ -202,13 +208,25 @@ fn create_parts(
         id: req.id.clone(),
         message,
     };
-    let out = Command::new(&rt.config.monitor_path)
+    // The pause is a fork of this helper and PID 1 of the pod's containers,
+    // which read its /proc/1/cmdline and environ: so a path-free argv[0],
+    // the request on stdin rather than in argv, and no environment.
+    let mut child = Command::new(&rt.config.monitor_path)
+        .arg0(PAUSE_ARGV0)
         .arg("sandbox")
-        .arg(json)
-        .stdin(Stdio::null())
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
         .map_err(|e| monitor_err(format!("spawn sandbox helper: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A failed write shows up as the helper's "bad request" answer.
+        let _ = stdin.write_all(json.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| monitor_err(format!("wait for sandbox helper: {e}")))?;
     let text = String::from_utf8_lossy(&out.stdout);
     match serde_json::from_str::<HelperReply>(text.trim()) {
         Ok(HelperReply::Ok { pause_pid }) => {
@@ -324,9 +342,15 @@ pub(crate) fn remove(rt: &Runtime, id: &str) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// `cria-monitor sandbox JSON`: runs in the helper process.
-pub(crate) fn helper_main(json: &str) -> i32 {
-    let reply = match serde_json::from_str::<HelperRequest>(json) {
+/// `cria-monitor sandbox` with the JSON request on stdin: runs in the
+/// helper process.
+pub(crate) fn helper_main() -> i32 {
+    let mut json = String::new();
+    let parsed = std::io::stdin()
+        .read_to_string(&mut json)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::from_str::<HelperRequest>(&json).map_err(|e| e.to_string()));
+    let reply = match parsed {
         Err(e) => HelperReply::Err(format!("bad request: {e}")),
         Ok(h) => match helper(&h) {
             Ok(pause_pid) => HelperReply::Ok { pause_pid },
@@ -393,12 +417,18 @@ fn helper(h: &HelperRequest) -> Result<Option<i32>, String> {
     let Some(pid_pin) = &h.paths.pid else {
         return Ok(None);
     };
-    // The pause: PID 1 of a new PID namespace, in the pod's other namespaces.
+    // The pause: PID 1 of a new PID namespace, in the pod's other namespaces,
+    // with a mount namespace of its own (see `isolate_pause`). It reports
+    // its set-up over a pipe: "ok" or the failed step.
+    let pause_root = pid_pin.with_file_name("pause-root");
+    mkdir_private(&pause_root).map_err(|e| e.to_string())?;
+    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("pipe: {}", lower(e.desc())))?;
     // SAFETY: raw clone without a new stack is a fork; we are single-threaded.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone,
-            (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong,
+            (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::SIGCHLD) as libc::c_ulong,
             0usize,
             0usize,
             0usize,
@@ -409,19 +439,81 @@ fn helper(h: &HelperRequest) -> Result<Option<i32>, String> {
         return Err(format!("clone pause: {}", std::io::Error::last_os_error()));
     }
     if ret == 0 {
-        pause();
+        drop(report_r);
+        pause(&pause_root, report_w);
     }
+    drop(report_w);
     let pid = ret as i32;
-    pin(Path::new(&format!("/proc/{pid}/ns/pid")), pid_pin).inspect_err(|_| {
+    let kill_pause = || {
         let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-    })?;
+    };
+    let mut report = String::new();
+    let _ = std::fs::File::from(report_r).read_to_string(&mut report);
+    if report != "ok" {
+        kill_pause();
+        return Err(if report.is_empty() {
+            "pause exited during set-up".into()
+        } else {
+            format!("pause: {report}")
+        });
+    }
+    pin(Path::new(&format!("/proc/{pid}/ns/pid")), pid_pin).inspect_err(|_| kill_pause())?;
     Ok(Some(pid))
 }
 
-/// The pause process: reaps orphans of the pod's PID namespace, forever.
-fn pause() -> ! {
+/// Cuts the pause off from the host. The pod's containers see it as their
+/// PID 1, so its /proc/1/{root,cwd,exe,environ} and the process itself
+/// must lead nowhere even for a container holding CAP_SYS_PTRACE: its root
+/// is an empty read-only tmpfs in a private mount namespace (made by the
+/// clone), it holds no capability (bounding set included) and sets
+/// no_new_privs, and it is not dumpable.
+fn isolate_pause(root: &Path) -> Result<(), String> {
+    let sys = |what: &str, e: nix::errno::Errno| format!("{what}: {}", lower(e.desc()));
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| sys("make / private", e))?;
+    mount(
+        Some("pause"),
+        root,
+        Some("tmpfs"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("size=4k,mode=0555"),
+    )
+    .map_err(|e| sys(&format!("mount tmpfs on {root:?}"), e))?;
+    nix::unistd::chdir(root).map_err(|e| sys(&format!("chdir {root:?}"), e))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| sys("pivot_root", e))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| sys("detach the old root", e))?;
+    nix::unistd::chdir("/").map_err(|e| sys("chdir /", e))?;
+    // SAFETY: plain prctls on ourselves.
+    unsafe {
+        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0
+            || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+        {
+            return Err(format!("prctl: {}", std::io::Error::last_os_error()));
+        }
+    }
+    // Bounding first: dropping from it needs CAP_SETPCAP, still effective.
+    for set in [
+        caps::CapSet::Bounding,
+        caps::CapSet::Ambient,
+        caps::CapSet::Inheritable,
+        caps::CapSet::Effective,
+        caps::CapSet::Permitted,
+    ] {
+        caps::clear(None, set).map_err(|e| format!("drop {set:?} capabilities: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The pause process: isolates itself, reports on `report`, then reaps
+/// orphans of the pod's PID namespace, forever.
+fn pause(root: &Path, report: std::os::fd::OwnedFd) -> ! {
     let _ = nix::unistd::setsid();
-    let _ = nix::unistd::chdir("/");
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -432,6 +524,17 @@ fn pause() -> ! {
             // SAFETY: dup2 onto stdio slots.
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
         }
+    }
+    let result = isolate_pause(root);
+    let answer = match &result {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.clone(),
+    };
+    let _ = std::fs::File::from(report).write_all(answer.as_bytes());
+    if result.is_err() {
+        // SAFETY: leaving the forked child without running the parent's
+        // exit handlers.
+        unsafe { libc::_exit(1) };
     }
     // SAFETY: closes every fd above stdio; nothing else is in use.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
