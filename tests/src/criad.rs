@@ -307,6 +307,7 @@ impl Criad {
         for pid in pids_mentioning(&self.dir.path().to_string_lossy()) {
             kill(pid, libc::SIGKILL);
         }
+        kill_pauses(&self.state());
         if let Ok(v) = self.cgroups.lock() {
             for cg in v.iter() {
                 destroy_cgroup(cg);
@@ -320,6 +321,30 @@ impl Drop for Criad {
         self.stop_blocking();
         self.kill_leftover_processes();
         unmount_all_under(self.dir.path());
+    }
+}
+
+/// Kills the pauses of the pods recorded under a state dir
+/// (`pods/<id>/sandbox.json`): their command line is a bare `cria-pause`,
+/// naming no path of the instance. A pid is killed only while its command
+/// line still says so (not a reused pid).
+fn kill_pauses(state: &Path) {
+    let Ok(rd) = fs::read_dir(state.join("pods")) else {
+        return;
+    };
+    for e in rd.filter_map(|e| e.ok()) {
+        let pause = fs::read(e.path().join("sandbox.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["namespaces"]["pause_pid"].as_i64());
+        let Some(pid) = pause.and_then(|p| i32::try_from(p).ok()) else {
+            continue;
+        };
+        let is_pause =
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"cria-pause\0"));
+        if is_pause {
+            kill(pid, libc::SIGKILL);
+        }
     }
 }
 
@@ -348,6 +373,7 @@ pub fn sweep_stale_instances() {
             for pid in pids_mentioning(&dir.to_string_lossy()) {
                 kill(pid, libc::SIGKILL);
             }
+            kill_pauses(&dir.join("s"));
             unmount_all_under(&dir);
             let _ = fs::remove_dir_all(&dir);
         }
