@@ -10,7 +10,8 @@ use crate::runtime_service::store::sandbox::{SandboxRecord, SandboxState};
 use crate::runtime_service::store::{create_private_dir, write_atomic};
 use crate::runtime_service::RuntimeContext;
 use cria_proto::v1::{
-    ContainerConfig, ContainerEventType, CreateContainerRequest, CreateContainerResponse, Signal,
+    ContainerConfig, ContainerEventType, CreateContainerRequest, CreateContainerResponse,
+    NamespaceMode, Signal,
 };
 use cria_runtime::ContainerCreate;
 use std::path::PathBuf;
@@ -84,6 +85,53 @@ pub(crate) fn log_path(sandbox: &SandboxRecord, config: &ContainerConfig) -> Opt
     Some(PathBuf::from(&sandbox.config.log_directory).join(&config.log_path))
 }
 
+/// `namespace_options.pid = TARGET`: the PID namespace of `target_id`, a
+/// running container of the same pod (kubelet's ephemeral debug containers
+/// join the container they debug). `None` for the other modes.
+fn pid_target(
+    ctx: &RuntimeContext,
+    sandbox: &SandboxRecord,
+    config: &ContainerConfig,
+) -> Result<Option<PathBuf>, Status> {
+    let Some(opts) = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .filter(|o| o.pid() == NamespaceMode::Target)
+    else {
+        return Ok(None);
+    };
+    const FIELD: &str = "linux.security_context.namespace_options.target_id";
+    if opts.target_id.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "{FIELD} is empty: pid TARGET needs the id of the container to join"
+        )));
+    }
+    let target = ctx
+        .containers
+        .get(&opts.target_id)
+        .map_err(|e| {
+            let status = Status::from(e);
+            Status::new(status.code(), format!("{FIELD}: {}", status.message()))
+        })?
+        .get();
+    if target.sandbox_id != sandbox.id {
+        return Err(Status::invalid_argument(format!(
+            "{FIELD}: container {} is in pod sandbox {}, not in {}",
+            target.id, target.sandbox_id, sandbox.id
+        )));
+    }
+    let state = ctx.runtime.state(&target.id).map_err(runtime_status)?;
+    if state.status != cria_runtime::Status::Running || state.pid <= 0 {
+        return Err(Status::failed_precondition(format!(
+            "{FIELD}: container {} is not running ({:?}): no PID namespace to join",
+            target.id, state.status
+        )));
+    }
+    Ok(Some(PathBuf::from(format!("/proc/{}/ns/pid", state.pid))))
+}
+
 fn create_blocking(
     ctx: &Arc<RuntimeContext>,
     sandbox: SandboxRecord,
@@ -94,6 +142,7 @@ fn create_blocking(
         .images
         .resolve(&image_name)?
         .ok_or_else(|| Status::not_found(format!("image {image_name:?} not found")))?;
+    let pid_target = pid_target(ctx, &sandbox, &config)?;
     let id = new_id();
     let meta = config.metadata.clone().unwrap_or_default();
     let name = container_name(&sandbox.id, &meta.name, meta.attempt);
@@ -132,6 +181,7 @@ fn create_blocking(
         sandbox: &sandbox,
         rootfs: &rootfs,
         host: ctx.host.as_ref(),
+        pid_target: pid_target.as_deref(),
     })?;
     let json = serde_json::to_vec_pretty(&oci)
         .map_err(|e| Status::internal(format!("container {id}: serialise OCI spec: {e}")))?;

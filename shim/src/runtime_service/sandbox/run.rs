@@ -9,7 +9,7 @@ use crate::runtime_service::store::names::sandbox_name;
 use crate::runtime_service::store::sandbox::{SandboxRecord, SandboxState};
 use crate::runtime_service::RuntimeContext;
 use cria_proto::v1::{
-    NamespaceMode, PodSandboxConfig, RunPodSandboxRequest, RunPodSandboxResponse,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, RunPodSandboxRequest, RunPodSandboxResponse,
 };
 use cria_runtime::SandboxCreate;
 use std::sync::Arc;
@@ -67,7 +67,27 @@ fn validate(config: &PodSandboxConfig) -> Result<(), Status> {
             "config.linux.cgroup_parent {parent:?} must not contain \"..\""
         )));
     }
+    // The same check CreateContainer applies, made before anything exists so
+    // a bad sysctl leaves no namespace, cgroup, directory or CNI attachment.
+    let ns_options = namespace_options(config);
+    if let Some(linux) = &config.linux {
+        crate::runtime_service::spec::sysctls(
+            &linux.sysctls,
+            ns_options.network() == NamespaceMode::Node,
+            ns_options.ipc() == NamespaceMode::Node,
+        )?;
+    }
     Ok(())
+}
+
+/// The pod's namespace options (all POD when unset).
+fn namespace_options(config: &PodSandboxConfig) -> NamespaceOption {
+    config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default()
 }
 
 fn host_hostname() -> String {
@@ -104,12 +124,7 @@ fn create(
         rollback.push("name", move || ctx.sandbox_names.release(&name, &id));
     }
 
-    let ns_options = config
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref())
-        .and_then(|s| s.namespace_options.clone())
-        .unwrap_or_default();
+    let ns_options = namespace_options(&config);
     let host_network = ns_options.network() == NamespaceMode::Node;
     let host_ipc = ns_options.ipc() == NamespaceMode::Node;
     let hostname = if config.hostname.is_empty() {
@@ -231,6 +246,40 @@ mod tests {
             err.message().contains("config.linux.cgroup_parent"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn invalid_sysctls_are_refused_by_name() {
+        let pod = |sysctl: &str, network: NamespaceMode| PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: "p".into(),
+                uid: "u".into(),
+                namespace: "n".into(),
+                attempt: 0,
+            }),
+            linux: Some(LinuxPodSandboxConfig {
+                sysctls: [(sysctl.to_string(), "1".to_string())].into(),
+                security_context: Some(cria_proto::v1::LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: network as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        validate(&pod("net.ipv4.ip_forward", NamespaceMode::Pod)).unwrap();
+        validate(&pod("kernel.shm_rmid_forced", NamespaceMode::Node)).unwrap();
+        for (sysctl, network) in [
+            ("kernel.panic", NamespaceMode::Pod),
+            ("net.ipv4.ip_forward", NamespaceMode::Node),
+        ] {
+            let err = validate(&pod(sysctl, network)).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+            assert!(err.message().contains(sysctl), "{err}");
+        }
     }
 
     #[test]

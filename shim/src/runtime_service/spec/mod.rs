@@ -11,6 +11,7 @@ pub(crate) mod resources;
 mod security;
 
 pub(crate) use host::{HostView, RealHost};
+pub(crate) use security::sysctls;
 
 use crate::runtime_service::store::sandbox::SandboxRecord;
 use cria_proto::v1::{ContainerConfig, NamespaceMode};
@@ -77,6 +78,10 @@ pub(crate) struct SpecInput<'a> {
     pub(crate) rootfs: &'a Path,
     /// Host facts (paths, devices, mounts, the image's passwd/group files).
     pub(crate) host: &'a dyn HostView,
+    /// The PID namespace of the running container that
+    /// `namespace_options.pid = TARGET` names (`/proc/<its pid>/ns/pid`),
+    /// resolved by the caller; `None` when the mode is not TARGET.
+    pub(crate) pid_target: Option<&'a Path>,
 }
 
 /// Builds the OCI runtime spec of a container.
@@ -127,7 +132,7 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     )?;
 
     let mut linux = LinuxBuilder::default()
-        .namespaces(namespaces(input.sandbox, &security)?)
+        .namespaces(namespaces(input.sandbox, &security, input.pid_target)?)
         .cgroups_path(format!("{}/{}", input.sandbox.cgroup, input.id))
         .resources(resources)
         .devices(planned.devices)
@@ -157,10 +162,12 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
 }
 
 /// The pod's namespaces, joined by path; a new mount namespace; a PID
-/// namespace per the container's `namespace_options.pid`.
+/// namespace per the container's `namespace_options.pid` (TARGET joins
+/// `pid_target`, the target container's).
 fn namespaces(
     sandbox: &SandboxRecord,
     security: &cria_proto::v1::LinuxContainerSecurityContext,
+    pid_target: Option<&Path>,
 ) -> Result<Vec<LinuxNamespace>, SpecError> {
     let join =
         |typ, path: &Option<std::path::PathBuf>| -> Result<Option<LinuxNamespace>, SpecError> {
@@ -199,11 +206,15 @@ fn namespaces(
             (None, _) => out.push(new_pid()?),
         },
         NamespaceMode::Node => {}
-        NamespaceMode::Target => {
-            return Err(SpecError::Unsupported(
-                "linux.security_context.namespace_options.pid TARGET".into(),
-            ))
-        }
+        NamespaceMode::Target => match pid_target {
+            Some(path) => out.extend(join(LinuxNamespaceType::Pid, &Some(path.to_path_buf()))?),
+            None => {
+                return Err(SpecError::invalid(
+                    "linux.security_context.namespace_options.target_id",
+                    "pid TARGET needs a running target container",
+                ))
+            }
+        },
     }
     Ok(out)
 }

@@ -302,7 +302,13 @@ fn user(
         u32::try_from(v.value).map_err(|_| {
             SpecError::invalid("linux.security_context.run_as_group", "out of range")
         })?
-    } else if let (Some(g), None) = (image_g, &security.run_as_user) {
+    } else if let (Some(g), None, true) = (
+        image_g,
+        &security.run_as_user,
+        security.run_as_username.is_empty(),
+    ) {
+        // The image's group goes with the image's user only; a user named by
+        // kubelet gets its passwd group, as in containerd.
         resolve_group(&group(), g).ok_or_else(|| {
             SpecError::invalid(
                 "image config User",

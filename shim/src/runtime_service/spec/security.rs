@@ -141,7 +141,7 @@ fn namespaced(name: &str) -> Option<&'static str> {
 /// The pod's sysctls, checked: only namespaced ones, `net.*` only with the
 /// pod's own network namespace, `kernel.shm*`/`msg*`/`sem`/`fs.mqueue.*`
 /// only with its own IPC namespace.
-pub(super) fn sysctls(
+pub(crate) fn sysctls(
     requested: &HashMap<String, String>,
     host_network: bool,
     host_ipc: bool,

@@ -135,6 +135,7 @@ fn spec_with(
         sandbox,
         rootfs: Path::new("/var/lib/cria/containers/ctr1/rootfs"),
         host,
+        pid_target: None,
     })
 }
 
@@ -300,6 +301,12 @@ fn users_resolve_from_image_and_security_context() {
         ..Default::default()
     };
     assert_eq!(uid_gid("", with).unwrap(), (33, 99, vec![]));
+    // A user named by kubelet takes its passwd group, not the image's.
+    let with = cri::LinuxContainerSecurityContext {
+        run_as_username: "www".into(),
+        ..Default::default()
+    };
+    assert_eq!(uid_gid("1000:2000", with).unwrap(), (33, 34, vec![]));
 }
 
 #[test]
@@ -382,6 +389,45 @@ fn namespaces_join_the_pod_by_path() {
         .find(|n| n.typ() == LinuxNamespaceType::Pid)
         .unwrap();
     assert_eq!(pid.path().as_deref(), Some(Path::new("/proc/42/ns/pid")));
+}
+
+#[test]
+fn pid_target_joins_the_target_containers_namespace() {
+    let mut c = config();
+    c.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                pid: cri::NamespaceMode::Target as i32,
+                target_id: "abc".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let (img, pod, host) = (image(&[], &["sh"], &[], ""), sandbox(), FakeHost::default());
+    let input = |pid_target| SpecInput {
+        id: "ctr1",
+        config: &c,
+        image: &img,
+        image_name: "busybox",
+        sandbox: &pod,
+        rootfs: Path::new("/var/lib/cria/containers/ctr1/rootfs"),
+        host: &host,
+        pid_target,
+    };
+    let s = build(&input(Some(Path::new("/proc/77/ns/pid")))).unwrap();
+    let ns = s.linux().as_ref().unwrap().namespaces().clone().unwrap();
+    let pids: Vec<_> = ns
+        .iter()
+        .filter(|n| n.typ() == LinuxNamespaceType::Pid)
+        .map(|n| n.path().clone())
+        .collect();
+    assert_eq!(pids, vec![Some(PathBuf::from("/proc/77/ns/pid"))]);
+    // Unresolved (the caller found no running target): refused, not a new ns.
+    let err = build(&input(None)).unwrap_err();
+    assert!(matches!(err, SpecError::Invalid { .. }), "{err}");
+    assert!(err.to_string().contains("target_id"), "{err}");
 }
 
 #[test]
