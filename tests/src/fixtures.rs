@@ -33,6 +33,8 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("hostile", include_str!("../fixtures/hostile.sh")),
     ("symlinks", include_str!("../fixtures/symlinks.sh")),
     ("inside", include_str!("../fixtures/inside.sh")),
+    ("escapes", include_str!("../fixtures/escapes.sh")),
+    ("users", include_str!("../fixtures/users.sh")),
 ];
 
 /// An OCI image layout holding one fixture's images (by ref name).

@@ -57,6 +57,19 @@ impl PodEnv {
         })
     }
 
+    /// Pushes the `latest` image of fixture `name` to the registry as
+    /// `cria/<name>:latest`, pulls it into criad and returns its name.
+    pub async fn pull_fixture(&self, name: &str) -> Result<String> {
+        let repo = format!("cria/{name}:latest");
+        Fixture::get(name)?.push(&self.registry, "latest", &repo, &[])?;
+        let image = format!("{}/{repo}", self.registry.host());
+        let mut images = self.criad.images().await?;
+        pull(&mut images, &image, None)
+            .await
+            .map_err(|s| anyhow::anyhow!("pull {image}: {s:?}"))?;
+        Ok(image)
+    }
+
     /// A RuntimeService client.
     pub async fn rt(&self) -> Result<RuntimeClient> {
         self.criad.runtime().await
