@@ -18,13 +18,13 @@ pub(crate) fn matches(record: &ContainerRecord, filter: &ContainerFilter) -> boo
         && labels_match(&filter.label_selector, &record.config.labels)
 }
 
+/// The containers that pass `filter`, converted in place (no record copies).
 pub(crate) fn list(ctx: &RuntimeContext, filter: Option<&ContainerFilter>) -> Vec<Container> {
-    ctx.containers
-        .list()
-        .iter()
-        .filter(|r| filter.is_none_or(|f| matches(r, f)))
-        .map(cri_container)
-        .collect()
+    ctx.containers.filter_map(|r| {
+        filter
+            .is_none_or(|f| matches(r, f))
+            .then(|| cri_container(r))
+    })
 }
 
 #[cfg(test)]

@@ -15,21 +15,19 @@ pub(crate) fn matches(record: &SandboxRecord, filter: &PodSandboxFilter) -> bool
         && labels_match(&filter.label_selector, &record.config.labels)
 }
 
+/// The sandboxes that pass `filter`, converted in place (no record copies).
 pub(crate) fn list(ctx: &RuntimeContext, filter: Option<&PodSandboxFilter>) -> Vec<PodSandbox> {
-    ctx.sandboxes
-        .list()
-        .into_iter()
-        .filter(|r| filter.is_none_or(|f| matches(r, f)))
-        .map(|r| PodSandbox {
+    ctx.sandboxes.filter_map(|r| {
+        filter.is_none_or(|f| matches(r, f)).then(|| PodSandbox {
             metadata: Some(r.metadata()),
             state: r.state.to_cri() as i32,
             created_at: r.created_at,
             labels: r.config.labels.clone(),
             annotations: r.config.annotations.clone(),
             runtime_handler: r.runtime_handler.clone(),
-            id: r.id,
+            id: r.id.clone(),
         })
-        .collect()
+    })
 }
 
 #[cfg(test)]
