@@ -25,6 +25,9 @@ pub(crate) struct InitConfig<'a> {
     pub rootfs: PathBuf,
     /// The container's cgroup (created and configured by the monitor).
     pub cgroup: Option<&'a dyn Cgroup>,
+    /// The process was cloned into the cgroup's cgroup2 directory
+    /// (`CLONE_INTO_CGROUP`); set in the child, after the clone.
+    pub born_in_cgroup2: bool,
     /// `linux.cgroupsPath`, for the `cgroup` mount type.
     pub cgroup_path: Option<String>,
     /// Fds that become stdin, stdout, stderr.
@@ -174,7 +177,8 @@ pub(crate) fn setup(
         .ok_or_else(|| "spec: no process".to_string())?;
     // 1. cgroup first, so everything after is accounted and limited.
     if let Some(cg) = cfg.cgroup {
-        cg.add_process(0).map_err(|e| format!("join cgroup: {e}"))?;
+        cg.join_self(cfg.born_in_cgroup2)
+            .map_err(|e| format!("join cgroup: {e}"))?;
     }
     // 2. namespaces given by path (the monitor did pid before cloning).
     let nss = namespaces(spec);

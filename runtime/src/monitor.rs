@@ -388,36 +388,22 @@ impl Monitor {
                 Some(_) => {}
             }
         }
-        let cfg = InitConfig {
+        let mut cfg = InitConfig {
             spec: &spec,
             rootfs,
             cgroup: Some(cg.as_ref()),
+            born_in_cgroup2: false,
             cgroup_path: Some(cg_path.clone()),
             stdio,
             tty: o.tty,
             seccomp: seccomp.as_ref(),
         };
-        // SAFETY: raw clone with no new stack behaves like fork; this process
-        // is single-threaded, so the child may run ordinary code until exec.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                (flags.bits() as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            )
-        };
-        if ret < 0 {
-            return Err(err(
-                "clone container process",
-                std::io::Error::last_os_error(),
-            ));
-        }
+        let (ret, born_in_cgroup2) = clone_container(flags, cg.clone_into_dir())
+            .map_err(|e| err("clone container process", e))?;
         if ret == 0 {
             drop(mine);
             child_prepare_signals();
+            cfg.born_in_cgroup2 = born_in_cgroup2;
             init::run(&cfg, theirs);
         }
         let pid = Pid::from_raw(ret as i32);
@@ -730,6 +716,86 @@ impl Monitor {
     }
 }
 
+/// `clone3` flag: start the child in the cgroup2 directory given by fd.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The kernel's `struct clone_args` (clone3(2), version 2: 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Clones the container process like fork(2) (no new stack) with the new
+/// namespaces in `flags`. With a cgroup2 directory the child is born in it
+/// (clone3 `CLONE_INTO_CGROUP`): moving it there later would cost an RCU
+/// grace period (see `Cgroup::join_self`). Falls back to a plain clone where
+/// clone3 or the flag is refused (kernels before 5.7, a cgroup that cannot
+/// take processes). Returns clone's result and whether the child was born
+/// in the cgroup2 directory (the child gets the same answer).
+fn clone_container(flags: CloneFlags, cgroup2: Option<&Path>) -> std::io::Result<(i64, bool)> {
+    let sigchld = libc::SIGCHLD as u64;
+    if let Some(dir) = cgroup2 {
+        // O_RDONLY, not O_PATH: the kernel takes the fd with fdget().
+        let fd = std::fs::File::open(dir)?;
+        let args = CloneArgs {
+            flags: flags.bits() as u64 | CLONE_INTO_CGROUP,
+            exit_signal: sigchld,
+            cgroup: fd.as_raw_fd() as u64,
+            ..CloneArgs::default()
+        };
+        // SAFETY: clone3 without a new stack behaves like fork; this process
+        // is single-threaded, so the child may run ordinary code until exec.
+        // `args` outlives the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if ret >= 0 {
+            return Ok((ret, true));
+        }
+        let e = std::io::Error::last_os_error();
+        // No memory, no pids left (pids.max) or no privilege would fail a
+        // plain clone too, or let it slip past the limit: report those.
+        // The rest falls back: ENOSYS/E2BIG (no clone3, no cgroup field),
+        // EINVAL/EOPNOTSUPP/EBUSY (the cgroup takes no processes).
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::ENOMEM | libc::EAGAIN | libc::EPERM)
+        ) {
+            return Err(e);
+        }
+    }
+    // SAFETY: as above, with the classic clone(2).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags.bits() as u64 | sigchld,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((ret, false))
+}
+
 /// Reads the child's first message into `buf`: its length, and the pty
 /// master when one came with it (SCM_RIGHTS, received close-on-exec).
 fn recv_ready(sync: &UnixStream, buf: &mut [u8]) -> (usize, Option<OwnedFd>) {
@@ -856,7 +922,9 @@ fn exec_in(dir: &Path) -> Result<i32, String> {
     }
     if let Some(p) = &st.cgroup_path {
         let cg = cgroup::open(Path::new(cgroup::DEFAULT_ROOT), p).map_err(|e| e.to_string())?;
-        cg.add_process(0).map_err(|e| format!("join cgroup: {e}"))?;
+        // Single-threaded here: the cheap self-move of join_self applies.
+        cg.join_self(false)
+            .map_err(|e| format!("join cgroup: {e}"))?;
     }
     for (f, flag, name) in &nss {
         nix::sched::setns(f, *flag).map_err(|e| err(&format!("setns {name}"), e.desc()))?;
