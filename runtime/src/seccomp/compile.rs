@@ -286,7 +286,13 @@ pub(crate) fn compiled(sc: &LinuxSeccomp) -> Result<Arc<Vec<u8>>, SeccompError> 
     }
     // Compiled outside the lock: two racing creates may both compile, which
     // costs a millisecond, not correctness.
+    let t0 = std::time::Instant::now();
     let bytes = Arc::new(Filters::compile(sc)?.to_bytes());
+    tracing::debug!(
+        micros = t0.elapsed().as_micros() as u64,
+        instructions = (bytes.len() - 8) / 8,
+        "seccomp: profile compiled (cached for later containers)"
+    );
     let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let map = c.get_or_insert_with(HashMap::new);
     if map.len() >= CACHE_MAX {
