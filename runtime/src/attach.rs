@@ -99,7 +99,7 @@ impl AttachHub {
         pty: Option<OwnedFd>,
         stdin_once: bool,
     ) -> Result<Self, String> {
-        let listener = UnixListener::bind(dir.join(ATTACH_SOCKET))
+        let listener = crate::state::bind_socket(dir, ATTACH_SOCKET)
             .map_err(|e| format!("bind attach socket: {e}"))?;
         listener
             .set_nonblocking(true)

@@ -132,7 +132,8 @@ fn control(rt: &Runtime, id: &str, command: &str) -> Result<(), RuntimeError> {
         });
     }
     let sock = dir.join(state::CONTROL_SOCKET);
-    let mut conn = UnixStream::connect(&sock).map_err(|e| RuntimeError::io("connect", &sock, e))?;
+    let mut conn = state::connect_socket(&dir, state::CONTROL_SOCKET)
+        .map_err(|e| RuntimeError::io("connect", &sock, e))?;
     conn.set_read_timeout(Some(CONTROL_TIMEOUT)).ok();
     conn.write_all(format!("{command}\n").as_bytes())
         .map_err(|e| RuntimeError::io("write", &sock, e))?;
@@ -406,6 +407,13 @@ pub(crate) fn stats(rt: &Runtime, id: &str) -> Result<CgroupStats, RuntimeError>
 
 pub(crate) fn reopen_log(rt: &Runtime, id: &str) -> Result<(), RuntimeError> {
     control(rt, id, "reopen_log")
+}
+
+pub(crate) fn attach_connect(rt: &Runtime, id: &str) -> Result<UnixStream, RuntimeError> {
+    check_id(id)?;
+    let dir = rt.container_dir(id);
+    state::connect_socket(&dir, crate::attach::ATTACH_SOCKET)
+        .map_err(|e| RuntimeError::io("connect", dir.join(crate::attach::ATTACH_SOCKET), e))
 }
 
 pub(crate) fn list(rt: &Runtime) -> Result<Vec<String>, RuntimeError> {

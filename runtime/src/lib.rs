@@ -168,6 +168,12 @@ impl Runtime {
         container::stats(self, id)
     }
 
+    /// Connects to the monitor's attach socket of container `id` (however
+    /// deep the state root: the socket path may exceed a unix address).
+    pub fn attach_connect(&self, id: &str) -> Result<std::os::unix::net::UnixStream, RuntimeError> {
+        container::attach_connect(self, id)
+    }
+
     /// Asks the monitor to reopen the log file (after kubelet rotated it).
     pub fn reopen_log(&self, id: &str) -> Result<(), RuntimeError> {
         container::reopen_log(self, id)

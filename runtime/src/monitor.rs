@@ -461,9 +461,8 @@ impl Monitor {
             std::process::id().to_string().as_bytes(),
         )
         .map_err(|e| fail(err("write monitor.pid", e)))?;
-        let sock = o.dir.join(state::CONTROL_SOCKET);
-        let listener =
-            UnixListener::bind(&sock).map_err(|e| fail(err("bind control socket", e)))?;
+        let listener = state::bind_socket(&o.dir, state::CONTROL_SOCKET)
+            .map_err(|e| fail(err("bind control socket", e)))?;
         listener.set_nonblocking(true).ok();
         let dup = |fd: &Option<OwnedFd>| fd.as_ref().and_then(|f| f.try_clone().ok());
         // Without a tty the hub takes the pipe's only write end, so that

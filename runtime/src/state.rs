@@ -1,7 +1,8 @@
 //! A container's recorded state: `status.json`, written by the monitor.
 
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 /// Life-cycle state of a container.
@@ -69,6 +70,44 @@ pub(crate) const PID_FILE: &str = "monitor.pid";
 /// The monitor's control socket.
 pub(crate) const CONTROL_SOCKET: &str = "control.sock";
 
+/// Longest path a unix socket address holds (sun_path: 108 bytes with NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// Runs `f` on a path naming `dir/name` that fits a unix socket address:
+/// the path itself when it is short enough, else `/proc/self/fd/<N>/name`
+/// through an `O_PATH` descriptor of `dir` (held while `f` runs), so a state
+/// root of any depth works.
+fn socket_path<T>(
+    dir: &Path,
+    name: &str,
+    f: impl FnOnce(&Path) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let full = dir.join(name);
+    if full.as_os_str().len() <= SUN_PATH_MAX {
+        return f(&full);
+    }
+    let d = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)?;
+    f(Path::new(&format!(
+        "/proc/self/fd/{}/{name}",
+        d.as_raw_fd()
+    )))
+}
+
+/// Binds the unix socket `dir/name`, however deep `dir` is.
+pub(crate) fn bind_socket(dir: &Path, name: &str) -> std::io::Result<UnixListener> {
+    socket_path(dir, name, |p| UnixListener::bind(p))
+}
+
+/// Connects to the unix socket `dir/name`, however deep `dir` is.
+pub(crate) fn connect_socket(dir: &Path, name: &str) -> std::io::Result<UnixStream> {
+    socket_path(dir, name, |p| UnixStream::connect(p))
+}
+
 /// Writes `bytes` to `dir/name` atomically: a temp file renamed over it, so
 /// a reader sees the old or the new content, never a torn one. No fsync:
 /// the state dir is on tmpfs (`/run`), which does not survive a reboot
@@ -97,6 +136,34 @@ impl ContainerState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sockets_in_a_dir_too_deep_for_sun_path() {
+        let top = tempfile::tempdir().unwrap();
+        let mut dir = top.path().to_path_buf();
+        while dir.join(CONTROL_SOCKET).as_os_str().len() <= 2 * SUN_PATH_MAX {
+            dir.push("a-rather-long-directory-name");
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        // The plain path is refused by the kernel.
+        assert!(UnixListener::bind(dir.join(CONTROL_SOCKET)).is_err());
+        let l = bind_socket(&dir, CONTROL_SOCKET).unwrap();
+        assert!(
+            dir.join(CONTROL_SOCKET).exists(),
+            "socket file in the deep dir"
+        );
+        let mut c = connect_socket(&dir, CONTROL_SOCKET).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        use std::io::{Read, Write};
+        c.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+        // Short paths go straight through.
+        let short = tempfile::tempdir().unwrap();
+        let _l = bind_socket(short.path(), CONTROL_SOCKET).unwrap();
+        connect_socket(short.path(), CONTROL_SOCKET).unwrap();
+    }
 
     #[test]
     fn status_round_trip_and_atomic_replace() {

@@ -356,9 +356,17 @@ async fn run_attach(
     };
     use tokio::io::AsyncReadExt;
     let record = running_container(&ctx, &req.container_id).map_err(backend_err)?;
-    let path = ctx.runtime.attach_socket(&record.id);
-    let sock = tokio::net::UnixStream::connect(&path)
-        .await
+    // A unix connect does not block; through the runtime it works for any
+    // state root depth (the socket path may not fit a unix address).
+    let sock = ctx
+        .runtime
+        .attach_connect(&record.id)
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            s.set_nonblocking(true)
+                .and_then(|()| tokio::net::UnixStream::from_std(s))
+                .map_err(|e| e.to_string())
+        })
         .map_err(|e| BackendError::new(format!("attach to container {}: {e}", record.id)))?;
     let (mut rd, wr) = sock.into_split();
     let wr = Arc::new(tokio::sync::Mutex::new(wr));
