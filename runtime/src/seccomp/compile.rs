@@ -26,11 +26,11 @@ use std::sync::{Arc, Mutex};
 /// One BPF instruction as the kernel's `struct sock_filter`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Insn {
-    code: u16,
-    jt: u8,
-    jf: u8,
-    k: u32,
+pub(super) struct Insn {
+    pub(super) code: u16,
+    pub(super) jt: u8,
+    pub(super) jf: u8,
+    pub(super) k: u32,
 }
 
 /// The kernel's `struct sock_fprog`.
@@ -123,11 +123,13 @@ fn flag_bits(flags: &[Flag]) -> u32 {
 impl Filters {
     /// Compiles `linux.seccomp` for the native ABI plus the architectures it
     /// lists. Syscall names no listed ABI knows are skipped (logged), as
-    /// runc does.
+    /// runc does; when the default action refuses, syscalls numbered above
+    /// every one the profile names get ENOSYS (`enosys.rs`).
     pub(crate) fn compile(sc: &LinuxSeccomp) -> Result<Self, SeccompError> {
         let default_errno = sc.default_errno_ret().unwrap_or(libc::EPERM as u32);
         let default = action(sc.default_action(), sc.default_errno_ret(), default_errno)?;
         let mut ctx = ScmpFilterContext::new(default).map_err(|e| lib_err("new filter", e))?;
+        let mut arches = vec![ScmpArch::native()];
         // We set no_new_privs ourselves, where the spec says so.
         ctx.set_ctl_nnp(false)
             .map_err(|e| lib_err("no_new_privs attribute", e))?;
@@ -137,6 +139,7 @@ impl Filters {
             if !ctx.is_arch_present(arch).unwrap_or(false) {
                 ctx.add_arch(arch)
                     .map_err(|e| lib_err(&format!("add {a}"), e))?;
+                arches.push(arch);
             }
         }
         for s in sc.syscalls().iter().flatten() {
@@ -160,7 +163,25 @@ impl Filters {
                     .map_err(|e| lib_err(&format!("rule for {name}"), e))?;
             }
         }
-        let prog = insns(&export(&ctx)?).ok_or_else(|| lib_err("export", "odd program length"))?;
+        let mut prog = match default {
+            // An allow-list: newer syscalls must fail the way an old kernel
+            // fails them.
+            ScmpAction::Errno(_)
+            | ScmpAction::KillThread
+            | ScmpAction::KillProcess
+            | ScmpAction::Trap => {
+                let names: Vec<&str> = sc
+                    .syscalls()
+                    .iter()
+                    .flatten()
+                    .flat_map(|s| s.names().iter().map(String::as_str))
+                    .collect();
+                super::enosys::prefix(&names, &arches)
+            }
+            _ => Vec::new(),
+        };
+        let main = insns(&export(&ctx)?).ok_or_else(|| lib_err("export", "odd program length"))?;
+        prog.extend(main);
         Ok(Filters {
             flags: flag_bits(sc.flags().as_deref().unwrap_or_default()),
             prog,
@@ -534,6 +555,63 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn syscalls_newer_than_the_profile_get_enosys() {
+        let sc = runtime_default(&["CAP_CHOWN".into()]).unwrap();
+        // SAFETY: raw syscalls; 452 is fchmodat2 (not in the table, newer
+        // than everything in it), 1000 does not exist yet.
+        let r = in_child(&sc, || unsafe {
+            errno_of(libc::syscall(452, libc::AT_FDCWD, c"/".as_ptr(), 0, 0))
+        });
+        assert_eq!(r, libc::ENOSYS, "fchmodat2: libc falls back");
+        let r = in_child(&sc, || unsafe { errno_of(libc::syscall(1000)) });
+        assert_eq!(r, libc::ENOSYS);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let r = in_child(&sc, || {
+                let enosys = -i64::from(libc::ENOSYS);
+                check(&[int80(452, 0, 0) == enosys, x32(1000) == enosys])
+            });
+            assert_eq!(r, 0, "check {r} failed (1-based)");
+        }
+    }
+
+    /// The boundary is the highest number the profile names: x86_64's
+    /// getppid 110, exit_group 231; tkill (200) below it keeps the default
+    /// action, epoll_wait (232) above it gets ENOSYS.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn enosys_starts_above_the_highest_named_syscall() {
+        let p = crate::seccomp::parse_profile(
+            br#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[
+              {"names":["getppid","exit","exit_group"],"action":"SCMP_ACT_ALLOW"}]}"#,
+            "t",
+        )
+        .unwrap();
+        let sc = p.resolve(&[]).unwrap();
+        // SAFETY: raw syscalls refused by the filter before the kernel.
+        let r = in_child(&sc, || unsafe { errno_of(libc::syscall(200, 0, 0)) });
+        assert_eq!(r, libc::EPERM);
+        let r = in_child(&sc, || unsafe { errno_of(libc::syscall(232, 0, 0, 0, 0)) });
+        assert_eq!(r, libc::ENOSYS);
+        let r = in_child(&sc, || unsafe {
+            errno_of(libc::syscall(libc::SYS_getppid))
+        });
+        assert_eq!(r, 0);
+        // A deny-list (default ALLOW) gets no prefix: its program is
+        // libseccomp's alone, which starts by loading the architecture.
+        let p = crate::seccomp::parse_profile(
+            br#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+              {"names":["getppid"],"action":"SCMP_ACT_ERRNO"}]}"#,
+            "t",
+        )
+        .unwrap();
+        let f = Filters::compile(&p.resolve(&[]).unwrap()).unwrap();
+        let g = Filters::compile(&sc).unwrap();
+        assert_eq!((f.prog[0].code, f.prog[0].k), (0x20, 4), "ld arch");
+        assert!(g.prog.len() > f.prog.len());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 mod compile;
 mod default;
+mod enosys;
 mod profile;
 
 pub(crate) use compile::{bundle_filter, Filters, FILE};
