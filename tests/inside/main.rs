@@ -269,6 +269,14 @@ fn denied_syscalls(o: &mut Obj) {
         unsafe { personality(0) };
     }
 
+    // fchmodat2 (452 on every ABI, Linux 6.6) is newer than every call in
+    // RuntimeDefault's table: the filter answers ENOSYS, on which libc falls
+    // back to fchmodat; the kernel answers ENOENT for this path.
+    let path = cstr("/.cria-inside-missing");
+    // SAFETY: a valid NUL-terminated path; nothing exists there to change.
+    let r = unsafe { syscall(452, -100 as c_long, path.as_ptr(), 0o644 as c_long, 0 as c_long) };
+    o.int("fchmodat2", rc(r));
+
     other_abis(o);
 
     // SAFETY: plain flag argument; when allowed we only exit afterwards.

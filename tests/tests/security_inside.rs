@@ -15,6 +15,8 @@ const WAIT: Duration = Duration::from_secs(30);
 const EPERM: i64 = -1;
 const EACCES: i64 = -13;
 const EROFS: i64 = -30;
+const ENOENT: i64 = -2;
+const ENOSYS: i64 = -38;
 /// containerd's default capability set (CHOWN, DAC_OVERRIDE, FOWNER, FSETID,
 /// KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT,
 /// MKNOD, AUDIT_WRITE, SETFCAP).
@@ -79,7 +81,6 @@ fn int(v: &Value, key: &str) -> i64 {
 /// `unconfined` without seccomp), and neither ABI is killed.
 #[cfg(target_arch = "x86_64")]
 fn other_abis_follow_the_policy(confined: &Value, unconfined: &Value) {
-    const ENOSYS: i64 = -38;
     let s = confined;
     assert_eq!(int(s, "i386_getpid"), int(s, "pid"), "i386 getpid: {s}");
     assert_eq!(int(s, "i386_personality_query"), 0, "{s}");
@@ -259,6 +260,7 @@ async fn container_security_contexts_seen_from_inside() {
         assert_eq!(int(&s, k), EPERM, "RuntimeDefault denies {k}: {s}");
     }
     assert_eq!(int(&s, "personality_query"), 0, "the query is allowed: {s}");
+    assert_eq!(int(&s, "fchmodat2"), ENOSYS, "newer than the profile: {s}");
     let un = report(
         &env,
         &image,
@@ -276,6 +278,7 @@ async fn container_security_contexts_seen_from_inside() {
         assert_eq!(int(&un, k), 0, "Unconfined allows {k}: {un}");
     }
     assert_eq!(int(&un, "mount"), EPERM, "still no CAP_SYS_ADMIN: {un}");
+    assert_eq!(int(&un, "fchmodat2"), ENOENT, "the kernel's answer: {un}");
     other_abis_follow_the_policy(&s, &un);
 
     // Namespaces: net, IPC and UTS are the pod's (shared by its containers),
