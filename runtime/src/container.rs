@@ -50,9 +50,12 @@ pub(crate) fn create(rt: &Runtime, req: &ContainerCreate) -> Result<Created, Run
     }
     mkdir_private(dir.parent().unwrap_or(Path::new("/")))?;
     // Compiled here (cached across containers), so the monitor only loads it.
-    let seccomp = crate::seccomp::bundle_filter(&req.bundle).map_err(|e| RuntimeError::Setup {
-        id: req.id.clone(),
-        message: e.to_string(),
+    let seccomp_cache = rt.config.state_root.join("seccomp");
+    let seccomp = crate::seccomp::bundle_filter(&req.bundle, &seccomp_cache).map_err(|e| {
+        RuntimeError::Setup {
+            id: req.id.clone(),
+            message: e.to_string(),
+        }
     })?;
     let mut cmd = Command::new(&rt.config.monitor_path);
     cmd.arg("create")

@@ -8,8 +8,7 @@
 //! monitor loads it with seccomp(2) and never calls libseccomp itself.
 //!
 //! Compiling happens in the runtime library (criad, cria-oci), which keeps
-//! every distinct resolved profile's program in memory: the next container
-//! with the same profile and capabilities costs a map lookup.
+//! the programs (`cache.rs`).
 
 use super::SeccompError;
 use libseccomp::{
@@ -19,9 +18,6 @@ use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction as Act, LinuxSeccompArg, LinuxSeccompFilterFlag as Flag,
     LinuxSeccompOperator as Op,
 };
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 /// One BPF instruction as the kernel's `struct sock_filter`.
 #[repr(C)]
@@ -284,69 +280,6 @@ impl Filters {
             flags,
             prog: prog.ok_or_else(|| bad("truncated"))?,
         })
-    }
-}
-
-/// Compiled programs of this process, by resolved profile (its JSON): the
-/// resolved profile is a function of the profile, the container's
-/// capabilities, the architecture and the kernel, so equal keys compile
-/// equal programs.
-static CACHE: Mutex<Option<HashMap<String, Arc<Vec<u8>>>>> = Mutex::new(None);
-
-/// Distinct profiles kept; past this the cache starts over (a node runs few
-/// distinct profiles, a Localhost-heavy one must not grow it forever).
-const CACHE_MAX: usize = 64;
-
-/// [`FILE`]'s bytes for `sc`, compiled once per distinct `sc` per process.
-pub(crate) fn compiled(sc: &LinuxSeccomp) -> Result<Arc<Vec<u8>>, SeccompError> {
-    let key = serde_json::to_string(sc).map_err(|e| lib_err("profile key", e))?;
-    let cached =
-        |c: &Option<HashMap<String, Arc<Vec<u8>>>>| c.as_ref().and_then(|m| m.get(&key)).cloned();
-    if let Some(hit) = cached(&CACHE.lock().unwrap_or_else(|e| e.into_inner())) {
-        return Ok(hit);
-    }
-    // Compiled outside the lock: two racing creates may both compile, which
-    // costs a millisecond, not correctness.
-    let t0 = std::time::Instant::now();
-    let bytes = Arc::new(Filters::compile(sc)?.to_bytes());
-    tracing::debug!(
-        micros = t0.elapsed().as_micros() as u64,
-        instructions = (bytes.len() - 8) / 8,
-        "seccomp: profile compiled (cached for later containers)"
-    );
-    let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    let map = c.get_or_insert_with(HashMap::new);
-    if map.len() >= CACHE_MAX {
-        map.clear();
-    }
-    map.insert(key, bytes.clone());
-    Ok(bytes)
-}
-
-/// The part of `config.json` this module reads.
-#[derive(serde::Deserialize)]
-struct SpecSeccomp {
-    linux: Option<LinuxSeccompOnly>,
-}
-
-#[derive(serde::Deserialize)]
-struct LinuxSeccompOnly {
-    seccomp: Option<LinuxSeccomp>,
-}
-
-/// The compiled filter (bytes of [`FILE`]) for the bundle's
-/// `linux.seccomp`; `None` when it has none, or when `config.json` cannot
-/// be read or parsed (the monitor reports that with its own error).
-pub(crate) fn bundle_filter(bundle: &Path) -> Result<Option<Arc<Vec<u8>>>, SeccompError> {
-    let Ok(json) = std::fs::read(bundle.join("config.json")) else {
-        return Ok(None);
-    };
-    let Ok(spec) = serde_json::from_slice::<SpecSeccomp>(&json) else {
-        return Ok(None);
-    };
-    match spec.linux.and_then(|l| l.seccomp) {
-        Some(sc) => compiled(&sc).map(Some),
-        None => Ok(None),
     }
 }
 
@@ -673,27 +606,5 @@ mod tests {
         // The kernel accepts the flag with the program.
         let r = in_child(&sc, || unsafe { errno_of(libc::syscall(libc::SYS_getpid)) });
         assert_eq!(r, 0);
-    }
-
-    #[test]
-    fn a_profile_compiles_once_per_process() {
-        // Only this test uses the cache, so the first call misses.
-        let sc = runtime_default(&["CAP_SYS_PACCT".into()]).unwrap();
-        let t0 = std::time::Instant::now();
-        let first = compiled(&sc).unwrap();
-        let cold = t0.elapsed();
-        let t1 = std::time::Instant::now();
-        let second = compiled(&sc).unwrap();
-        let warm = t1.elapsed();
-        assert!(Arc::ptr_eq(&first, &second), "the second is the cached one");
-        // A capability the profile does not look at resolves to the same
-        // profile, hence the same program.
-        let lease = ["CAP_SYS_PACCT".into(), "CAP_LEASE".into()];
-        let same = compiled(&runtime_default(&lease).unwrap()).unwrap();
-        assert!(Arc::ptr_eq(&first, &same));
-        let other = compiled(&runtime_default(&[]).unwrap()).unwrap();
-        assert_ne!(first, other, "acct is allowed only with CAP_SYS_PACCT");
-        let n = Filters::from_bytes(&first).unwrap().prog.len();
-        eprintln!("RuntimeDefault: {n} instructions, compiled in {cold:?}, cached in {warm:?}");
     }
 }

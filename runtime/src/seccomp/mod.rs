@@ -10,12 +10,14 @@
 //! keeps it in the state dir for exec and loads it last (see `init.rs`)
 //! with plain seccomp(2).
 
+mod cache;
 mod compile;
 mod default;
 mod enosys;
 mod profile;
 
-pub(crate) use compile::{bundle_filter, Filters, FILE};
+pub(crate) use cache::bundle_filter;
+pub(crate) use compile::{Filters, FILE};
 pub use default::runtime_default;
 pub use profile::{load_profile, parse_profile, Profile};
 

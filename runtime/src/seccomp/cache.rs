@@ -1,0 +1,255 @@
+//! Compiled filters, kept so a profile is compiled once.
+//!
+//! libseccomp takes tens of milliseconds for a three-ABI profile, so the
+//! runtime library keeps each program in memory (criad lives long) and in a
+//! root-only directory under the state root (`<state>/seccomp/`, tmpfs: one
+//! boot), which serves short-lived callers (every `cria-oci run`) and a
+//! restarted criad. Keys are the resolved `linux.seccomp`: a function of the
+//! profile, the container's capabilities, the architecture and the kernel,
+//! so equal keys compile equal programs.
+
+use super::compile::Filters;
+use super::SeccompError;
+use oci_spec::runtime::LinuxSeccomp;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+type Memory = HashMap<String, Arc<Vec<u8>>>;
+
+/// Programs of this process by resolved profile JSON.
+static MEMORY: Mutex<Option<Memory>> = Mutex::new(None);
+
+/// Distinct profiles kept in memory and on disk; past this a cache starts
+/// over (a node runs few distinct profiles, a Localhost-heavy one must not
+/// grow them forever).
+const MAX_ENTRIES: usize = 64;
+
+/// Bumped whenever compiling changes what a profile compiles to, so files
+/// of an older cria are not reused.
+const DISK_FORMAT: &str = "cria-seccomp-2";
+
+fn cache_err(what: &str, e: impl std::fmt::Display) -> SeccompError {
+    SeccompError::Compile(format!("cache {what}: {e}"))
+}
+
+/// The file name of `key`'s program: a SHA-256 over the format, the
+/// libseccomp version (a newer one may know more syscall names) and the key.
+fn disk_name(key: &str) -> String {
+    let v = libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_default();
+    let mut h = Sha256::new();
+    for part in [DISK_FORMAT, &v, key] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    format!("{}.bpf", hex::encode(h.finalize()))
+}
+
+/// The program for `key` from `dir`, else compiled and stored there. Disk
+/// trouble never fails a container: the compiled program is returned.
+fn from_disk_or_compile(sc: &LinuxSeccomp, key: &str, dir: &Path) -> Result<Vec<u8>, SeccompError> {
+    let path = dir.join(disk_name(key));
+    if let Ok(b) = std::fs::read(&path) {
+        // A damaged or foreign file is compiled over.
+        if Filters::from_bytes(&b).is_ok() {
+            return Ok(b);
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let bytes = Filters::compile(sc)?.to_bytes();
+    tracing::debug!(
+        micros = t0.elapsed().as_micros() as u64,
+        bytes = bytes.len(),
+        "seccomp: profile compiled"
+    );
+    if let Err(e) = store(dir, &path, &bytes) {
+        tracing::debug!(dir = %dir.display(), error = %e, "seccomp: program not cached on disk");
+    }
+    Ok(bytes)
+}
+
+/// Writes `bytes` to `path` in `dir` (0700) atomically, emptying `dir`
+/// first when it is full.
+fn store(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), SeccompError> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| cache_err("mkdir", e))?;
+    let entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| cache_err("list", e))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    if entries.len() >= MAX_ENTRIES {
+        for p in entries {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    // Unique per process and thread: racing writers each rename a whole file.
+    let tmp = dir.join(format!(
+        ".tmp-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| cache_err("create", e))?;
+    f.write_all(bytes).map_err(|e| cache_err("write", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        cache_err("rename", e)
+    })
+}
+
+/// The seccomp state file's bytes (`compile::FILE`) for `sc`: from memory,
+/// else from `dir` when given, else compiled (and kept in both).
+pub(crate) fn compiled(
+    sc: &LinuxSeccomp,
+    dir: Option<&Path>,
+) -> Result<Arc<Vec<u8>>, SeccompError> {
+    let key = serde_json::to_string(sc).map_err(|e| cache_err("key", e))?;
+    let hit = |m: &Option<Memory>| m.as_ref().and_then(|m| m.get(&key)).cloned();
+    if let Some(b) = hit(&MEMORY.lock().unwrap_or_else(|e| e.into_inner())) {
+        return Ok(b);
+    }
+    // Outside the lock: two racing creates may both compile, which costs
+    // time, not correctness.
+    let bytes = Arc::new(match dir {
+        Some(d) => from_disk_or_compile(sc, &key, d)?,
+        None => Filters::compile(sc)?.to_bytes(),
+    });
+    let mut m = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+    let map = m.get_or_insert_with(HashMap::new);
+    if map.len() >= MAX_ENTRIES {
+        map.clear();
+    }
+    map.insert(key, bytes.clone());
+    Ok(bytes)
+}
+
+/// The part of `config.json` this module reads.
+#[derive(serde::Deserialize)]
+struct SpecSeccomp {
+    linux: Option<LinuxSeccompOnly>,
+}
+
+#[derive(serde::Deserialize)]
+struct LinuxSeccompOnly {
+    seccomp: Option<LinuxSeccomp>,
+}
+
+/// The compiled filter (the state file's bytes) for the bundle's
+/// `linux.seccomp`, cached in memory and in `dir`; `None` when it has none,
+/// or when `config.json` cannot be read or parsed (the monitor reports that
+/// with its own error).
+pub(crate) fn bundle_filter(
+    bundle: &Path,
+    dir: &Path,
+) -> Result<Option<Arc<Vec<u8>>>, SeccompError> {
+    let Ok(json) = std::fs::read(bundle.join("config.json")) else {
+        return Ok(None);
+    };
+    let Ok(spec) = serde_json::from_slice::<SpecSeccomp>(&json) else {
+        return Ok(None);
+    };
+    match spec.linux.and_then(|l| l.seccomp) {
+        Some(sc) => compiled(&sc, Some(dir)).map(Some),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seccomp::runtime_default;
+
+    #[test]
+    fn a_profile_compiles_once_per_process() {
+        // Only this test uses the memory cache, so the first call misses.
+        let sc = runtime_default(&["CAP_SYS_PACCT".into()]).unwrap();
+        let t0 = std::time::Instant::now();
+        let first = compiled(&sc, None).unwrap();
+        let cold = t0.elapsed();
+        let t1 = std::time::Instant::now();
+        let second = compiled(&sc, None).unwrap();
+        let warm = t1.elapsed();
+        assert!(Arc::ptr_eq(&first, &second), "the second is the cached one");
+        // A capability the profile does not look at resolves to the same
+        // profile, hence the same program.
+        let lease = ["CAP_SYS_PACCT".into(), "CAP_LEASE".into()];
+        let same = compiled(&runtime_default(&lease).unwrap(), None).unwrap();
+        assert!(Arc::ptr_eq(&first, &same));
+        let other = compiled(&runtime_default(&[]).unwrap(), None).unwrap();
+        assert_ne!(first, other, "acct is allowed only with CAP_SYS_PACCT");
+        eprintln!(
+            "RuntimeDefault: {} bytes, compiled in {cold:?}, cached in {warm:?}",
+            first.len()
+        );
+    }
+
+    #[test]
+    fn the_disk_cache_serves_other_processes_and_heals() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("seccomp");
+        let sc = runtime_default(&["CAP_SYS_TIME".into()]).unwrap();
+        let key = serde_json::to_string(&sc).unwrap();
+        let t0 = std::time::Instant::now();
+        let fresh = from_disk_or_compile(&sc, &key, &dir).unwrap();
+        let cold = t0.elapsed();
+        let file = dir.join(disk_name(&key));
+        assert_eq!(std::fs::read(&file).unwrap(), fresh);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&dir), mode(&file)), (0o700, 0o600));
+        // What another process finds there is used as it is.
+        let t1 = std::time::Instant::now();
+        assert_eq!(from_disk_or_compile(&sc, &key, &dir).unwrap(), fresh);
+        eprintln!("from disk in {:?} (compiled in {cold:?})", t1.elapsed());
+        let mut other = fresh.clone();
+        // A valid program of another shape: one instruction less.
+        other.truncate(other.len() - 8);
+        std::fs::write(&file, &other).unwrap();
+        assert_eq!(from_disk_or_compile(&sc, &key, &dir).unwrap(), other);
+        // A damaged file is compiled over.
+        std::fs::write(&file, b"junk").unwrap();
+        assert_eq!(from_disk_or_compile(&sc, &key, &dir).unwrap(), fresh);
+        assert_eq!(std::fs::read(&file).unwrap(), fresh);
+        // Other capabilities, another file.
+        let sc2 = runtime_default(&[]).unwrap();
+        let key2 = serde_json::to_string(&sc2).unwrap();
+        assert_ne!(disk_name(&key), disk_name(&key2));
+        // A full directory starts over.
+        for i in 0..MAX_ENTRIES {
+            std::fs::write(dir.join(format!("{i}.bpf")), b"x").unwrap();
+        }
+        from_disk_or_compile(&sc2, &key2, &dir).unwrap();
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "only the new program");
+    }
+
+    #[test]
+    fn bundles_without_seccomp_or_config_have_no_filter() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("cache");
+        assert!(bundle_filter(tmp.path(), &cache).unwrap().is_none());
+        std::fs::write(tmp.path().join("config.json"), br#"{"linux":{}}"#).unwrap();
+        assert!(bundle_filter(tmp.path(), &cache).unwrap().is_none());
+        let sc = runtime_default(&[]).unwrap();
+        let spec = serde_json::json!({"ociVersion": "1.0.2", "linux": {"seccomp": sc}});
+        std::fs::write(tmp.path().join("config.json"), spec.to_string()).unwrap();
+        let b = bundle_filter(tmp.path(), &cache)
+            .unwrap()
+            .expect("a filter");
+        assert!(Filters::from_bytes(&b).is_ok());
+    }
+}
