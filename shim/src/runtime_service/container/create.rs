@@ -85,6 +85,15 @@ pub(crate) fn log_path(sandbox: &SandboxRecord, config: &ContainerConfig) -> Opt
     Some(PathBuf::from(&sandbox.config.log_directory).join(&config.log_path))
 }
 
+/// The PID namespace a TARGET container joins, held open by criad until
+/// the container exists: the monitor opens it through `path`
+/// (`/proc/<criad>/fd/<n>`), so a target that exits and a pid the kernel
+/// hands out again meanwhile cannot make it join another namespace.
+struct PidTarget {
+    _ns: std::fs::File,
+    path: PathBuf,
+}
+
 /// `namespace_options.pid = TARGET`: the PID namespace of `target_id`, a
 /// running container of the same pod (kubelet's ephemeral debug containers
 /// join the container they debug). `None` for the other modes.
@@ -92,7 +101,7 @@ fn pid_target(
     ctx: &RuntimeContext,
     sandbox: &SandboxRecord,
     config: &ContainerConfig,
-) -> Result<Option<PathBuf>, Status> {
+) -> Result<Option<PidTarget>, Status> {
     let Some(opts) = config
         .linux
         .as_ref()
@@ -122,14 +131,30 @@ fn pid_target(
             target.id, target.sandbox_id, sandbox.id
         )));
     }
+    let not_running = |status: cria_runtime::Status| {
+        Status::failed_precondition(format!(
+            "{FIELD}: container {} is not running ({status:?}): no PID namespace to join",
+            target.id
+        ))
+    };
     let state = ctx.runtime.state(&target.id).map_err(runtime_status)?;
     if state.status != cria_runtime::Status::Running || state.pid <= 0 {
-        return Err(Status::failed_precondition(format!(
-            "{FIELD}: container {} is not running ({:?}): no PID namespace to join",
-            target.id, state.status
-        )));
+        return Err(not_running(state.status));
     }
-    Ok(Some(PathBuf::from(format!("/proc/{}/ns/pid", state.pid))))
+    let ns = std::fs::File::open(format!("/proc/{}/ns/pid", state.pid))
+        .map_err(|_| not_running(cria_runtime::Status::Stopped))?;
+    // Still running with that pid after the open: the monitor had not reaped
+    // it, so the pid was not reused and `ns` is the target's.
+    let again = ctx.runtime.state(&target.id).map_err(runtime_status)?;
+    if again.status != cria_runtime::Status::Running || again.pid != state.pid {
+        return Err(not_running(again.status));
+    }
+    let path = PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        std::os::fd::AsRawFd::as_raw_fd(&ns)
+    ));
+    Ok(Some(PidTarget { _ns: ns, path }))
 }
 
 fn create_blocking(
@@ -181,7 +206,7 @@ fn create_blocking(
         sandbox: &sandbox,
         rootfs: &rootfs,
         host: ctx.host.as_ref(),
-        pid_target: pid_target.as_deref(),
+        pid_target: pid_target.as_ref().map(|t| t.path.as_path()),
     })?;
     let json = serde_json::to_vec_pretty(&oci)
         .map_err(|e| Status::internal(format!("container {id}: serialise OCI spec: {e}")))?;
