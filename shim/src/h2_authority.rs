@@ -15,6 +15,13 @@
 //! again without indexing, so the server's decoder never depends on the
 //! client's table. All other frames, and everything criad writes, pass
 //! through untouched.
+//!
+//! A client sends the same `:authority` on every request of a connection, so
+//! the first header block decides: when it needs no repair it goes on
+//! unchanged (the server's decoder then follows the client's own table) and
+//! the rest of the connection passes through without being parsed, costing
+//! nothing per call. Only connections from clients that need the repair pay
+//! for decoding and re-encoding every block.
 
 use std::io;
 use std::pin::Pin;
@@ -51,8 +58,20 @@ struct PendingBlock {
     block: Vec<u8>,
 }
 
+/// What the filter does with header blocks, decided by the first one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// No complete header block seen yet.
+    Undecided,
+    /// The first block needed a repair: every block is decoded and re-encoded.
+    Rewrite,
+    /// The first block was fine and went on as sent: everything passes.
+    Transparent,
+}
+
 /// The frame-level rewriter of the client-to-server direction.
 struct Filter {
+    mode: Mode,
     preface_left: usize,
     /// Bytes of the current non-header frame's payload still to pass through.
     passthrough: usize,
@@ -65,6 +84,7 @@ struct Filter {
 impl Filter {
     fn new() -> Filter {
         Filter {
+            mode: Mode::Undecided,
             preface_left: PREFACE_LEN,
             passthrough: 0,
             input: Vec::new(),
@@ -91,6 +111,11 @@ impl Filter {
                 self.pass(n);
                 self.preface_left -= n;
                 continue;
+            }
+            if self.mode == Mode::Transparent {
+                let n = self.input.len();
+                self.pass(n);
+                return Ok(());
             }
             if self.passthrough > 0 {
                 let n = self.passthrough.min(self.input.len());
@@ -184,8 +209,19 @@ impl Filter {
             .decoder
             .decode(&block.block)
             .map_err(|e| format!("decoding a header block: {e}"))?;
-        fix_authority(&mut headers);
-        block.block = encode_literal(&headers);
+        let fixed = fix_authority(&mut headers);
+        if self.mode == Mode::Undecided {
+            self.mode = if fixed {
+                Mode::Rewrite
+            } else {
+                Mode::Transparent
+            };
+        }
+        // In Transparent mode this is the first block, sent on as the client
+        // encoded it, so the server's HPACK state matches the client's.
+        if self.mode == Mode::Rewrite {
+            block.block = encode_literal(&headers);
+        }
         self.emit(&block);
         Ok(())
     }
@@ -235,16 +271,20 @@ impl Filter {
     }
 }
 
-/// Replaces an `:authority` the server would refuse with `localhost`.
-fn fix_authority(headers: &mut [(Vec<u8>, Vec<u8>)]) {
+/// Replaces an `:authority` the server would refuse with `localhost`;
+/// true if it did.
+fn fix_authority(headers: &mut [(Vec<u8>, Vec<u8>)]) -> bool {
+    let mut fixed = false;
     for (name, value) in headers.iter_mut() {
         if name.as_slice() == b":authority"
             && http::uri::Authority::try_from(value.as_slice()).is_err()
         {
             tracing::trace!(authority = %String::from_utf8_lossy(value), "replacing invalid :authority");
             *value = LOCALHOST.to_vec();
+            fixed = true;
         }
     }
+    fixed
 }
 
 /// HPACK integer with an `n`-bit prefix (RFC 7541 §5.1); `first` holds the
@@ -326,6 +366,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for AuthorityFix<S> {
             }
             if this.eof {
                 return Poll::Ready(Ok(()));
+            }
+            if this.filter.mode == Mode::Transparent && this.filter.input.is_empty() {
+                // Nothing buffered: the client's bytes go straight to the server.
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
             let mut chunk = [0u8; 16 * 1024];
             let mut read = ReadBuf::new(&mut chunk);
@@ -513,6 +557,36 @@ mod tests {
         assert_ne!(out.last().unwrap().1 & FLAG_END_HEADERS, 0);
         let got = loona_hpack::Decoder::new().decode(&joined).unwrap();
         assert_eq!(got, headers);
+    }
+
+    #[test]
+    fn a_connection_whose_first_authority_is_valid_passes_through_unchanged() {
+        let mut client = loona_hpack::Encoder::new();
+        let first = request_headers("localhost", "/runtime.v1.RuntimeService/Version");
+        let second = request_headers("localhost", "/runtime.v1.RuntimeService/ListContainers");
+        let mut wire = PREFACE.to_vec();
+        wire.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+        wire.extend(frame(
+            TYPE_HEADERS,
+            FLAG_END_HEADERS | FLAG_END_STREAM,
+            1,
+            &encode(&mut client, &first),
+        ));
+        // Indexed against the client's table; passes through as it is.
+        wire.extend(frame(
+            TYPE_HEADERS,
+            FLAG_END_HEADERS,
+            3,
+            &encode(&mut client, &second),
+        ));
+        // Not even parsed any more: a frame the rewriter would refuse.
+        wire.extend(frame(TYPE_CONTINUATION, FLAG_END_HEADERS, 7, b"x"));
+        let mut filter = Filter::new();
+        for piece in wire.chunks(5) {
+            filter.push(piece).unwrap();
+        }
+        assert_eq!(filter.mode, Mode::Transparent);
+        assert_eq!(filter.output, wire);
     }
 
     #[test]
