@@ -14,12 +14,17 @@ const LD_W_ABS: u16 = 0x20;
 const JMP_JA: u16 = 0x05;
 const JMP_JEQ_K: u16 = 0x15;
 const JMP_JGT_K: u16 = 0x25;
+const JMP_JGE_K: u16 = 0x35;
 const JMP_JSET_K: u16 = 0x45;
 const RET_K: u16 = 0x06;
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
 const RET_ERRNO: u32 = 0x0005_0000;
 const X32_BIT: u32 = 0x4000_0000;
+/// 32-bit arm's private syscalls (breakpoint, cacheflush, set_tls) live at
+/// 0x0f0001…: apart from the numbered table, so they neither raise its
+/// highest number nor get ENOSYS from it.
+const ARM_PRIVATE: u32 = 0x000f_0000;
 
 /// The audit architecture the kernel reports for an ABI's syscalls (x32
 /// reports x86_64's, with [`X32_BIT`] in the number); `None` for ABIs this
@@ -36,12 +41,14 @@ fn audit_arch(a: ScmpArch) -> Option<u32> {
 }
 
 /// The highest number `names` resolve to on `arch` (x32 numbers include
-/// [`X32_BIT`]); `None` when none exists there.
+/// [`X32_BIT`]; arm's private ones do not count); `None` when none exists
+/// there.
 fn highest(names: &[&str], arch: ScmpArch) -> Option<u32> {
     names
         .iter()
         .filter_map(|n| ScmpSyscall::from_name_by_arch(n, arch).ok())
         .filter_map(|s| u32::try_from(i32::from(s)).ok())
+        .filter(|nr| arch != ScmpArch::Arm || *nr < ARM_PRIVATE)
         .max()
 }
 
@@ -110,6 +117,9 @@ pub(super) fn prefix(names: &[&str], arches: &[ScmpArch]) -> Vec<Insn> {
             }
         } else {
             let Some(m) = highest(names, a) else { continue };
+            if a == ScmpArch::Arm {
+                b.push(op(JMP_JGE_K, ARM_PRIVATE, To::Main, To::Next));
+            }
             b.push(op(JMP_JGT_K, m, To::Enosys, To::Main));
         }
         blocks.push(b);
@@ -217,6 +227,18 @@ mod tests {
             .iter()
             .any(|x| x.code == JMP_JGT_K && x.k == X32_BIT | 257));
         assert!(prefix(&["read"], &[ScmpArch::Ppc64Le]).is_empty());
+        // arm: set_tls (0xf0005) neither counts nor gets ENOSYS.
+        let arm = prefix(&["read", "set_tls"], &[ScmpArch::Aarch64, ScmpArch::Arm]);
+        let jgt: Vec<u32> = arm
+            .iter()
+            .filter(|x| x.code == JMP_JGT_K)
+            .map(|x| x.k)
+            .collect();
+        assert_eq!(jgt, [63, 3], "read on aarch64 and on arm");
+        assert!(arm
+            .iter()
+            .any(|x| x.code == JMP_JGE_K && x.k == ARM_PRIVATE));
+        assert!(targets(&arm).iter().all(|t| *t <= arm.len()));
         assert!(prefix(&["no_such_call"], &[ScmpArch::X8664]).is_empty());
     }
 }
