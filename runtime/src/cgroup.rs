@@ -325,6 +325,23 @@ fn write_file(p: &Path, value: &str) -> Result<(), RuntimeError> {
         .map_err(|e| RuntimeError::io("write", p, e))
 }
 
+/// Moves the calling process into the cgroup2 directory open as `dir`
+/// (through its `cgroup.procs`), for a caller whose view of the host's
+/// paths is gone (after setns into a container's mount namespace).
+pub fn join_cgroup2_at(dir: &fs::File) -> Result<(), RuntimeError> {
+    use rustix::fs::{Mode, OFlags};
+    let procs = rustix::fs::openat(
+        dir,
+        "cgroup.procs",
+        OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| RuntimeError::io("open", "cgroup.procs", e.into()))?;
+    fs::File::from(procs)
+        .write_all(b"0")
+        .map_err(|e| RuntimeError::io("write", "cgroup.procs", e))
+}
+
 fn parse_pids(s: &str) -> Vec<i32> {
     s.lines().filter_map(|l| l.trim().parse().ok()).collect()
 }

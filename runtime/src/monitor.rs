@@ -398,8 +398,14 @@ impl Monitor {
             tty: o.tty,
             seccomp: seccomp.as_ref(),
         };
-        let (ret, born_in_cgroup2) = clone_container(flags, cg.clone_into_dir())
-            .map_err(|e| err("clone container process", e))?;
+        let cg2 = cg
+            .clone_into_dir()
+            .map(std::fs::File::open)
+            .transpose()
+            .map_err(|e| err("open cgroup2 dir", e))?;
+        let (ret, born_in_cgroup2) =
+            clone_container(flags, cg2.as_ref()).map_err(|e| err("clone container process", e))?;
+        drop(cg2);
         if ret == 0 {
             drop(mine);
             child_prepare_signals();
@@ -736,17 +742,19 @@ struct CloneArgs {
 }
 
 /// Clones the container process like fork(2) (no new stack) with the new
-/// namespaces in `flags`. With a cgroup2 directory the child is born in it
+/// namespaces in `flags`. With a cgroup2 directory (open, `O_RDONLY`: the
+/// kernel takes the fd with fdget(), which refuses `O_PATH`) the child is born in it
 /// (clone3 `CLONE_INTO_CGROUP`): moving it there later would cost an RCU
 /// grace period (see `Cgroup::join_self`). Falls back to a plain clone where
 /// clone3 or the flag is refused (kernels before 5.7, a cgroup that cannot
 /// take processes). Returns clone's result and whether the child was born
 /// in the cgroup2 directory (the child gets the same answer).
-fn clone_container(flags: CloneFlags, cgroup2: Option<&Path>) -> std::io::Result<(i64, bool)> {
+fn clone_container(
+    flags: CloneFlags,
+    cgroup2: Option<&std::fs::File>,
+) -> std::io::Result<(i64, bool)> {
     let sigchld = libc::SIGCHLD as u64;
-    if let Some(dir) = cgroup2 {
-        // O_RDONLY, not O_PATH: the kernel takes the fd with fdget().
-        let fd = std::fs::File::open(dir)?;
+    if let Some(fd) = cgroup2 {
         let args = CloneArgs {
             flags: flags.bits() as u64 | CLONE_INTO_CGROUP,
             exit_signal: sigchld,
@@ -919,19 +927,35 @@ fn exec_in(dir: &Path) -> Result<i32, String> {
             nss.push((f, *flag, name));
         }
     }
+    // v1 hierarchies now (single-threaded: the cheap self-move; the child
+    // inherits them); the cgroup2 one by cloning the child into it below,
+    // through a descriptor opened while host paths are still visible.
+    let mut cg2 = None;
     if let Some(p) = &st.cgroup_path {
         let cg = cgroup::open(Path::new(cgroup::DEFAULT_ROOT), p).map_err(|e| e.to_string())?;
-        // Single-threaded here: the cheap self-move of join_self applies.
-        cg.join_self(false)
+        cg.join_self(true)
             .map_err(|e| format!("join cgroup: {e}"))?;
+        cg2 = cg
+            .clone_into_dir()
+            .map(std::fs::File::open)
+            .transpose()
+            .map_err(|e| err("open cgroup2 dir", e))?;
     }
     for (f, flag, name) in &nss {
         nix::sched::setns(f, *flag).map_err(|e| err(&format!("setns {name}"), e.desc()))?;
     }
     // The pid namespace applies to children only: fork into it.
-    // SAFETY: single-threaded process.
-    match unsafe { nix::unistd::fork() }.map_err(|e| err("fork", e.desc()))? {
-        nix::unistd::ForkResult::Child => {
+    let (ret, born_in_cgroup2) =
+        clone_container(CloneFlags::empty(), cg2.as_ref()).map_err(|e| err("fork", e))?;
+    match ret {
+        0 => {
+            if let (Some(dir), false) = (&cg2, born_in_cgroup2) {
+                if let Err(e) = cgroup::join_cgroup2_at(dir) {
+                    eprintln!("cria-monitor exec: join cgroup: {e}");
+                    std::process::exit(126);
+                }
+            }
+            drop(cg2);
             child_prepare_signals();
             let code = match exec_child(&process, seccomp) {
                 Ok(never) => match never {},
@@ -947,7 +971,7 @@ fn exec_in(dir: &Path) -> Result<i32, String> {
             std::process::exit(code);
         }
         // Reaped here even when stopped: see exec_helper.rs.
-        nix::unistd::ForkResult::Parent { child } => crate::exec_helper::wait_process(child),
+        child => crate::exec_helper::wait_process(Pid::from_raw(child as i32)),
     }
 }
 

@@ -177,6 +177,39 @@ fn failed_create_leaves_nothing() {
 }
 
 #[test]
+fn container_and_exec_processes_are_in_every_hierarchy_of_their_cgroup() {
+    // The container is cloned into its cgroup2 dir and moves itself into the
+    // v1 hierarchies (tasks); an exec's process the same way: both must end
+    // up exactly where the cgroupsPath says, in every hierarchy.
+    let f = Fixture::new("cgjoin");
+    let created = f.create_start(&f.spec(&["sleep", "1000"]));
+    let want = f.cgroup_path();
+    let host = std::fs::read_to_string(format!("/proc/{}/cgroup", created.pid)).unwrap();
+    let lines: Vec<&str> = host.lines().filter(|l| !l.contains(":name=")).collect();
+    assert!(lines.len() > 1, "{host}");
+    for l in &lines {
+        assert!(
+            l.ends_with(&format!(":{want}")),
+            "container: {l} (want {want})"
+        );
+    }
+    let p = ProcessBuilder::default()
+        .args(vec!["cat".into(), "/proc/self/cgroup".into()])
+        .env(vec!["PATH=/bin".into()])
+        .cwd("/")
+        .build()
+        .unwrap();
+    let out = f.rt.exec_sync(&f.id, &p, T).unwrap();
+    assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let exec = String::from_utf8_lossy(&out.stdout).into_owned();
+    let exec_lines: Vec<&str> = exec.lines().filter(|l| !l.contains(":name=")).collect();
+    assert_eq!(
+        exec_lines, lines,
+        "exec'd process is not where the container is"
+    );
+}
+
+#[test]
 fn exec_sync_output_exit_and_timeout() {
     let f = Fixture::new("exec");
     let spec = f.spec(&["sleep", "1000"]);
