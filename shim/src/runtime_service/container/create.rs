@@ -158,9 +158,9 @@ fn pid_target(
     Ok(Some(PidTarget { _ns: ns, path }))
 }
 
-/// Milliseconds since `t`, for the step timings in the "container created" log.
-fn ms_since(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1e3
+/// Microseconds since `t`, for the step timings in the "container created" log.
+fn us_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 fn create_blocking(
@@ -197,7 +197,7 @@ fn create_blocking(
     create_private_dir(&rootfs)?;
     let step = Instant::now();
     ctx.rootfs.mount(&image.chain_ids, &bundle, &rootfs)?;
-    let rootfs_ms = ms_since(step);
+    let rootfs_us = us_since(step);
     {
         let (ctx, rootfs) = (ctx.clone(), rootfs.clone());
         rollback.push("rootfs mount", move || {
@@ -224,7 +224,7 @@ fn create_blocking(
     // it, and after a host crash there is no container left to read it for.
     std::fs::write(bundle.join("config.json"), &json)
         .map_err(|e| Status::internal(format!("container {id}: write config.json: {e}")))?;
-    let spec_ms = ms_since(step);
+    let spec_us = us_since(step);
 
     let log_path = log_path(&sandbox, &config);
     if let Some(parent) = log_path.as_ref().and_then(|p| p.parent()) {
@@ -254,7 +254,7 @@ fn create_blocking(
             stdin_once: config.stdin_once,
         })
         .map_err(runtime_status)?;
-    let runtime_ms = ms_since(step);
+    let runtime_us = us_since(step);
     {
         let (ctx, id) = (ctx.clone(), id.clone());
         rollback.push("runtime container", move || {
@@ -298,11 +298,11 @@ fn create_blocking(
         container = %id,
         sandbox = %sandbox.id,
         name = %meta.name,
-        total_ms = ms_since(started),
-        rootfs_ms,
-        spec_ms,
-        runtime_ms,
-        record_ms = ms_since(step),
+        total_us = us_since(started),
+        rootfs_us,
+        spec_us,
+        runtime_us,
+        record_us = us_since(step),
         "container created"
     );
     Ok(record)
