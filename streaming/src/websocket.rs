@@ -114,6 +114,9 @@ pub(crate) fn negotiate(offered: &[String], supported: &[&str]) -> Option<String
 
 type Ws<IO> = WebSocketStream<IO>;
 
+/// How long a finished session waits for the client's close reply.
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
+
 /// Sends messages queued by many tasks; ends with a normal close frame.
 fn spawn_writer<IO>(
     mut sink: futures::stream::SplitSink<Ws<IO>, Message>,
@@ -268,7 +271,17 @@ pub(crate) async fn serve_exec<IO>(
     let _ = tx.send(normal_close()).await;
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
-    reader.abort();
+    // Keep reading until the client answers our close (bounded): dropping
+    // the socket with its input unread would make the kernel reset the
+    // connection, and the client would lose the status and close frame
+    // still in its buffers (the SPDY session lingers the same way).
+    let mut reader = reader;
+    if tokio::time::timeout(CLOSE_LINGER, &mut reader)
+        .await
+        .is_err()
+    {
+        reader.abort();
+    }
 }
 
 /// Serves a port-forward session over a WebSocket: one connection per port.

@@ -341,6 +341,19 @@ pub(crate) fn syn_reply(
     Ok(control(SYN_REPLY, 0, &body))
 }
 
+/// A SYN_STREAM opening `stream_id` (what a client sends; for tests).
+#[cfg(test)]
+pub(crate) fn syn_stream(
+    codec: &mut HeaderCodec,
+    stream_id: u32,
+    headers: &Headers,
+) -> Result<Vec<u8>, StreamingError> {
+    let mut body = stream_id.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // associated stream, priority, slot
+    body.extend(codec.encode_headers(headers)?);
+    Ok(control(SYN_STREAM, 0, &body))
+}
+
 /// A RST_STREAM.
 pub(crate) fn rst_stream(stream_id: u32, status: u32) -> Vec<u8> {
     let mut body = stream_id.to_be_bytes().to_vec();

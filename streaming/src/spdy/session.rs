@@ -29,6 +29,9 @@ const ACK_BATCH: u32 = 16 * 1024;
 const MAX_DATA: usize = 32 * 1024;
 /// Chunks buffered per stream before the reader waits for the consumer.
 const STREAM_QUEUE: usize = 64;
+/// How long a closing session keeps reading (and discarding) what the peer
+/// still sends after our GOAWAY, waiting for it to close its side.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the writer task is asked to do.
 enum WriterMsg {
@@ -52,6 +55,9 @@ struct Shared {
     flow: Mutex<Flow>,
     flow_changed: Notify,
     closed: watch::Sender<bool>,
+    /// Set by [`Session::close`]: the reader stops delivering and discards
+    /// what still arrives, so the socket is never dropped with unread input.
+    draining: watch::Sender<bool>,
     /// Bytes received but not yet acknowledged to the peer (stream 0).
     session_unacked: AtomicU32,
 }
@@ -257,6 +263,7 @@ impl Session {
         let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
         let (data_tx, data_rx) = mpsc::channel(16);
         let (closed, _) = watch::channel(false);
+        let (draining, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             ctrl: ctrl_tx,
             data: data_tx,
@@ -268,6 +275,7 @@ impl Session {
             }),
             flow_changed: Notify::new(),
             closed,
+            draining,
             session_unacked: AtomicU32::new(0),
         });
         let (in_tx, in_rx) = mpsc::channel(64);
@@ -303,6 +311,14 @@ impl Session {
     }
 
     /// Flushes what is queued, says GOAWAY and closes the connection.
+    ///
+    /// The close lingers: until the peer closes its side (bounded by
+    /// [`LINGER`]) we keep reading and discarding. Dropping a TCP socket
+    /// with unread input makes the kernel send RST instead of FIN, and a
+    /// peer that gets RST loses whatever it had not read yet (the tail of
+    /// the output, the error stream's status, the GOAWAY). The peer keeps
+    /// sending WINDOW_UPDATEs for data it reads, so there usually is
+    /// unread input when we finish.
     pub(crate) async fn close(self) {
         // GOAWAY goes behind the queued data: Go clients stop reading at
         // GOAWAY, and the error stream's status must reach them first.
@@ -313,6 +329,8 @@ impl Session {
         )
         .await;
         let _ = self.shared.ctrl.send(WriterMsg::Close);
+        // Nothing is delivered to streams any more: the reader only drains.
+        self.shared.draining.send_replace(true);
         // The writer drains queued data first; bounded so a stuck peer
         // cannot hold the session forever.
         let mut writer = self.writer;
@@ -322,7 +340,10 @@ impl Session {
         {
             writer.abort();
         }
-        self.reader.abort();
+        let mut reader = self.reader;
+        if tokio::time::timeout(LINGER, &mut reader).await.is_err() {
+            reader.abort();
+        }
         let _ = self.shared.closed.send(true);
         self.shared.flow_changed.notify_waiters();
     }
@@ -386,7 +407,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
     last_stream: Arc<AtomicU32>,
 ) {
     let mut streams: HashMap<u32, Inbound> = HashMap::new();
+    let mut draining = shared.draining.subscribe();
     loop {
+        if *draining.borrow() {
+            // Closing: nothing reaches a stream any more (their readers see
+            // EOF); frames are read only to be discarded.
+            streams.clear();
+        }
         let f = match frame::read_frame(&mut rd, &mut codec).await {
             Ok(Some(f)) => f,
             Ok(None) => break,
@@ -401,7 +428,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 fin,
                 headers,
             } => {
-                if streams.contains_key(&stream_id) || stream_id % 2 == 0 {
+                if streams.contains_key(&stream_id) || stream_id % 2 == 0 || *draining.borrow() {
                     shared.ctrl(frame::rst_stream(stream_id, frame::RST_REFUSED_STREAM));
                     continue;
                 }
@@ -455,8 +482,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 if !data.is_empty() {
                     if let Some(tx) = &s.tx {
                         // Waits when the consumer is slow (backpressure for
-                        // peers that ignore windows); a gone consumer drops.
-                        if tx.send(data).await.is_err() {
+                        // peers that ignore windows); a gone consumer drops,
+                        // and so does a close (the reader must keep reading).
+                        let gone = tokio::select! {
+                            r = tx.send(data) => r.is_err(),
+                            _ = draining.wait_for(|d| *d) => true,
+                        };
+                        if gone {
                             s.tx = None;
                         }
                     }
@@ -512,4 +544,95 @@ async fn read_loop<R: AsyncRead + Unpin>(
     drop(streams);
     let _ = shared.closed.send(true);
     shared.flow_changed.notify_waiters();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// What a client read off the wire until the server's EOF.
+    #[derive(Debug, Default)]
+    struct Received {
+        data: usize,
+        fin: bool,
+        goaway: bool,
+    }
+
+    /// Reads frames until a clean EOF; the data and FIN of `id`, and GOAWAY.
+    async fn read_all(rd: &mut TcpStream, id: u32) -> std::io::Result<Received> {
+        let mut got = Received::default();
+        loop {
+            let mut head = [0u8; 8];
+            match rd.read_exact(&mut head).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(got),
+                Err(e) => return Err(e),
+            }
+            let len = u32::from_be_bytes([0, head[5], head[6], head[7]]) as usize;
+            let mut body = vec![0u8; len];
+            rd.read_exact(&mut body).await?;
+            if head[0] & 0x80 == 0 {
+                if u32::from_be_bytes([head[0], head[1], head[2], head[3]]) == id {
+                    got.data += len;
+                    got.fin |= head[4] & frame::FLAG_FIN != 0;
+                }
+            } else if u16::from_be_bytes([head[2], head[3]]) == 7 {
+                got.goaway = true;
+            }
+        }
+    }
+
+    // The defect of issue 7: a session closed while the peer's input sat
+    // unread in the socket (here: a stream nobody reads fills its queue
+    // and stalls the reader; with real clients: WINDOW_UPDATEs sent after
+    // we stopped reading) was dropped with unread input, so the kernel
+    // sent RST and the client lost the tail of the output, the FIN and the
+    // GOAWAY still in its buffers.
+    #[tokio::test]
+    async fn a_close_with_unread_input_still_delivers_all_output() {
+        const OUTPUT: usize = 1 << 20;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server_io, _) = listener.accept().await.unwrap();
+        let mut session = Session::start(server_io).unwrap();
+
+        let mut codec = HeaderCodec::new().unwrap();
+        let syn = frame::syn_stream(&mut codec, 1, &vec![("streamtype".into(), "x".into())]);
+        client.write_all(&syn.unwrap()).await.unwrap();
+        let stream = session.accept().await.expect("stream 1");
+        // More input than the stream's queue holds; its reader never reads.
+        for _ in 0..STREAM_QUEUE * 2 {
+            client
+                .write_all(&frame::data(1, false, &[7u8; 1024]))
+                .await
+                .unwrap();
+        }
+        let server = tokio::spawn(async move {
+            let unread_input = stream.recv;
+            stream.send.write(&vec![1u8; OUTPUT]).await.unwrap();
+            stream.send.finish().await;
+            session.close().await;
+            drop(unread_input);
+        });
+        // The client reads nothing until the server closed (or 2 s passed):
+        // what the kernel still holds for it must survive the close.
+        let mut server = server;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), &mut server).await;
+        let got =
+            tokio::time::timeout(std::time::Duration::from_secs(30), read_all(&mut client, 1))
+                .await
+                .expect("the server closes in time")
+                .expect("a clean end of the connection, not a reset");
+        assert_eq!(got.data, OUTPUT, "{got:?}");
+        assert!(got.fin && got.goaway, "{got:?}");
+        drop(client);
+        tokio::time::timeout(LINGER * 2, server)
+            .await
+            .expect("close returns")
+            .unwrap();
+    }
 }
