@@ -172,7 +172,15 @@ async fn spdy_exec_exit_codes_stdin_resize_and_10mb_with_flow_control() {
     let payload = noise(200 * 1024, 3);
     c.send(inp, &payload, true).await.expect("send stdin");
     let echoed = c.read_to_end(out, LIMIT).await.expect("echo");
-    assert_eq!(sha256(&echoed), sha256(&payload));
+    if let Some(d) = byte_diff(&echoed, &payload) {
+        let e = c.read_to_end(err, LIMIT).await.unwrap_or_default();
+        panic!(
+            "stdin echo differs: {d}\n{}\nerror stream: {}\ncriad log:\n{}",
+            c.describe(out),
+            String::from_utf8_lossy(&e),
+            p.env.criad.log()
+        );
+    }
     assert!(c.read_to_end(err, LIMIT).await.expect("error").is_empty());
 
     // 10 MiB through 64 KiB windows.

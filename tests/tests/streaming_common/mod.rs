@@ -245,6 +245,8 @@ struct ClientState {
     streams: HashMap<u32, StreamBuf>,
     goaway: bool,
     eof: bool,
+    /// Why the reader stopped (for failure messages).
+    end: String,
 }
 
 struct Writer {
@@ -455,6 +457,20 @@ impl Spdy {
         Ok(self.state.lock().unwrap().streams[&id].data.clone())
     }
 
+    /// How stream `id` and the connection ended (for failure messages).
+    pub fn describe(&self, id: u32) -> String {
+        let s = self.state.lock().unwrap();
+        let b = s.streams.get(&id);
+        format!(
+            "stream {id}: fin={:?} reset={:?}; connection: goaway={} eof={} ({})",
+            b.map(|b| b.fin),
+            b.map(|b| b.reset),
+            s.goaway,
+            s.eof,
+            s.end
+        )
+    }
+
     /// The connection was closed by the server (GOAWAY or EOF), bounded.
     pub async fn wait_closed(&self, limit: Duration) -> Result<()> {
         self.wait_for(limit, "connection close", |s| s.eof || s.goaway)
@@ -470,12 +486,15 @@ async fn read_loop(
 ) {
     loop {
         let mut head = [0u8; 8];
-        if rd.read_exact(&mut head).await.is_err() {
+        if let Err(e) = rd.read_exact(&mut head).await {
+            state.lock().unwrap().end = format!("reading a frame head: {e}");
             break;
         }
         let len = u32::from_be_bytes([0, head[5], head[6], head[7]]) as usize;
         let mut body = vec![0u8; len];
-        if rd.read_exact(&mut body).await.is_err() {
+        if let Err(e) = rd.read_exact(&mut body).await {
+            state.lock().unwrap().end =
+                format!("reading a {len}-byte frame body after {head:?}: {e}");
             break;
         }
         let fin = head[4] & 1 != 0;
@@ -545,4 +564,28 @@ pub fn fd_count(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// Describes how `got` differs from `want` (None when equal): lengths, the
+/// first differing offset, and where the bytes found there sit in `want`
+/// (a duplicated, lost or reordered chunk shows as a shifted match).
+pub fn byte_diff(got: &[u8], want: &[u8]) -> Option<String> {
+    if got == want {
+        return None;
+    }
+    let first = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    let probe = &got[first..got.len().min(first + 64)];
+    let found = (!probe.is_empty())
+        .then(|| want.windows(probe.len()).position(|w| w == probe))
+        .flatten();
+    Some(format!(
+        "got {} bytes, want {}; first difference at offset {first}; the {} bytes got there are at offset {found:?} of want",
+        got.len(),
+        want.len(),
+        probe.len()
+    ))
 }
