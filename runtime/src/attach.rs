@@ -13,12 +13,17 @@
 //! `stdin_once` (CRI): the container's stdin is closed, so it reads EOF, when
 //! the first client that used stdin closes it or detaches. The hub holds the
 //! only write end of the stdin pipe, so dropping it is the close. With a tty
-//! the pty stays open (there is no EOF on a pty short of hanging it up).
+//! the pty stays open; the hub types the terminal's VEOF character (^D)
+//! instead, which a reader in canonical mode sees as end of file, as a user
+//! pressing ^D would.
 //!
 //! The monitor stays single-threaded: all sockets are non-blocking and
 //! polled by its loop. A client that cannot keep up (its socket buffer is
-//! full) is disconnected rather than allowed to stall the container; input
-//! the container does not read at once is dropped for the same reason.
+//! full) is disconnected rather than allowed to stall the container. Input
+//! the container does not read at once is queued (up to
+//! [`MAX_PENDING_INPUT`]) and written as the stdin pipe or pty takes it;
+//! while the queue is full the hub stops reading clients, so their writes
+//! block instead of input being lost.
 
 use nix::poll::{PollFd, PollFlags};
 use std::io::{Read, Write};
@@ -70,6 +75,10 @@ pub fn take_frames(buf: &mut Vec<u8>) -> Result<Vec<(u8, Vec<u8>)>, String> {
     Ok(out)
 }
 
+/// Client input queued for a container that is not reading; past this
+/// the hub stops reading its clients (backpressure).
+pub(crate) const MAX_PENDING_INPUT: usize = 256 * 1024;
+
 struct Client {
     sock: UnixStream,
     inbuf: Vec<u8>,
@@ -88,6 +97,14 @@ pub(crate) struct AttachHub {
     pty: Option<OwnedFd>,
     /// Close `stdin` after the first stdin-using client is done with it.
     stdin_once: bool,
+    /// Input the container has not taken yet, oldest first.
+    pending: Vec<u8>,
+    /// `stdin_once` fired: close the pipe once `pending` is written.
+    close_after_pending: bool,
+    /// `stdin_once` already ended the input (VEOF typed or pipe closed).
+    stdin_ended: bool,
+    /// The last byte of input queued, to know whether a line is open.
+    last_input: Option<u8>,
 }
 
 impl AttachHub {
@@ -113,30 +130,101 @@ impl AttachHub {
             stdin,
             pty,
             stdin_once,
+            pending: Vec::new(),
+            close_after_pending: false,
+            stdin_ended: false,
+            last_input: None,
         })
     }
 
-    /// The fds to poll for input: the listener, then each client.
+    /// Queues input for the container and writes what it takes now.
+    fn queue_input(&mut self, data: &[u8]) {
+        if self.stdin.is_some() && !self.close_after_pending {
+            self.pending.extend_from_slice(data);
+            self.last_input = data.last().copied().or(self.last_input);
+        }
+        self.flush_input();
+    }
+
+    /// Writes queued input until the pipe or pty would block; closes the
+    /// pipe when `stdin_once` asked for it and everything is written.
+    fn flush_input(&mut self) {
+        while !self.pending.is_empty() {
+            let Some(fd) = &self.stdin else {
+                self.pending.clear();
+                break;
+            };
+            match nix::unistd::write(fd, &self.pending) {
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => return,
+                // The container closed its stdin: nobody will read it.
+                Err(_) => self.pending.clear(),
+            }
+        }
+        if self.close_after_pending {
+            // Dropping the last write end: the container reads EOF.
+            self.stdin = None;
+            self.close_after_pending = false;
+        }
+    }
+
+    /// `stdin_once`: the first stdin-using client is done; end the
+    /// container's input after what is queued.
+    fn end_input(&mut self) {
+        if !self.stdin_once || self.stdin_ended {
+            return;
+        }
+        self.stdin_ended = true;
+        let Some(pty) = &self.pty else {
+            self.close_after_pending = true;
+            self.flush_input();
+            return;
+        };
+        let eof = crate::exec_stream::terminal_eof(pty.as_fd(), self.last_input);
+        self.queue_input(&eof);
+    }
+
+    /// The fds to poll: the listener, then each client (for input, unless
+    /// the input queue is full), then the container's stdin while input
+    /// is queued for it.
     pub(crate) fn poll_fds(&self) -> Vec<PollFd<'_>> {
+        let client_events = if self.pending.len() >= MAX_PENDING_INPUT {
+            PollFlags::empty()
+        } else {
+            PollFlags::POLLIN
+        };
+        let stdin = self
+            .stdin
+            .as_ref()
+            .filter(|_| !self.pending.is_empty())
+            .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLOUT));
         std::iter::once(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN))
             .chain(
                 self.clients
                     .iter()
-                    .map(|c| PollFd::new(c.sock.as_fd(), PollFlags::POLLIN)),
+                    .map(|c| PollFd::new(c.sock.as_fd(), client_events)),
             )
+            .chain(stdin)
             .collect()
     }
 
     /// Handles readiness as reported for [`Self::poll_fds`] (same order).
     pub(crate) fn handle(&mut self, ready: &[bool]) {
         // Clients first: accepting shifts nothing before them.
+        self.flush_input();
         let mut gone = Vec::new();
         let mut close_stdin = false;
+        let mut input = Vec::new();
+        let full = self.pending.len() >= MAX_PENDING_INPUT;
         for (k, c) in self.clients.iter_mut().enumerate() {
             if !ready.get(k + 1).copied().unwrap_or(false) {
                 continue;
             }
-            let mut buf = [0u8; 16 * 1024];
+            // A full queue reads a client only for its hang-up.
+            let mut buf = vec![0u8; if full { 1 } else { 16 * 1024 }];
             let frames = match c.sock.read(&mut buf) {
                 Ok(0) => Err(()),
                 Ok(n) => {
@@ -153,22 +241,27 @@ impl AttachHub {
             };
             for (kind, payload) in frames {
                 match kind {
-                    FRAME_STDIN => c.used_stdin = true,
+                    FRAME_STDIN => {
+                        c.used_stdin = true;
+                        input.push(payload);
+                    }
                     FRAME_STDIN_CLOSE => {
                         c.used_stdin = true;
                         close_stdin = true;
                     }
+                    FRAME_RESIZE => apply_resize(self.pty.as_ref(), &payload),
                     _ => {}
                 }
-                apply_input(self.stdin.as_ref(), self.pty.as_ref(), kind, &payload);
             }
+        }
+        for data in input {
+            self.queue_input(&data);
         }
         for k in gone.into_iter().rev() {
             self.clients.remove(k);
         }
-        if close_stdin && self.stdin_once && self.pty.is_none() {
-            // Dropping the last write end: the container reads EOF.
-            self.stdin = None;
+        if close_stdin {
+            self.end_input();
         }
         if ready.first().copied().unwrap_or(false) {
             while let Ok((sock, _)) = self.listener.accept() {
@@ -206,22 +299,11 @@ fn set_nonblocking(fd: BorrowedFd<'_>) {
     }
 }
 
-fn apply_input(stdin: Option<&OwnedFd>, pty: Option<&OwnedFd>, kind: u8, payload: &[u8]) {
-    match kind {
-        FRAME_STDIN => {
-            if let Some(fd) = stdin {
-                // Non-blocking: what the container does not take now is lost.
-                let _ = nix::unistd::write(fd, payload);
-            }
-        }
-        FRAME_RESIZE if payload.len() == 4 => {
-            if let Some(fd) = pty {
-                let w = u16::from_be_bytes([payload[0], payload[1]]);
-                let h = u16::from_be_bytes([payload[2], payload[3]]);
-                let _ = crate::exec_stream::resize_pty(fd.as_fd(), w, h);
-            }
-        }
-        _ => {}
+fn apply_resize(pty: Option<&OwnedFd>, payload: &[u8]) {
+    if let (Some(fd), [w0, w1, h0, h1]) = (pty, payload) {
+        let w = u16::from_be_bytes([*w0, *w1]);
+        let h = u16::from_be_bytes([*h0, *h1]);
+        let _ = crate::exec_stream::resize_pty(fd.as_fd(), w, h);
     }
 }
 
@@ -352,6 +434,82 @@ mod tests {
         assert_eq!(pump(&mut hub, &r, 2), b"x");
         drop(a);
         assert_eq!(pump(&mut hub, &r, 1), b"");
+    }
+
+    #[test]
+    fn input_the_container_does_not_read_at_once_is_queued_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        set_nonblocking(r.as_fd());
+        let mut hub = AttachHub::bind(dir.path(), Some(w), None, true).unwrap();
+        let mut a = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
+        hub.handle(&[true]);
+        // Four times a pipe's 64 KiB, written while nobody reads the pipe;
+        // then the client's stdin ends.
+        let sent: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let writer = std::thread::spawn(move || {
+            for chunk in sent.chunks(8 * 1024) {
+                a.write_all(&encode_frame(FRAME_STDIN, chunk)).unwrap();
+            }
+            a.write_all(&encode_frame(FRAME_STDIN_CLOSE, &[])).unwrap();
+            a
+        });
+        for _ in 0..50 {
+            hub.handle(&[true, true]);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // Now the container reads: everything arrives, in order, then EOF.
+        let mut got = Vec::new();
+        for _ in 0..5000 {
+            hub.handle(&[true, true]);
+            let mut out = [0u8; 64 * 1024];
+            match nix::unistd::read(&r, &mut out) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&out[..n]),
+                Err(nix::errno::Errno::EAGAIN) => {
+                    std::thread::sleep(std::time::Duration::from_millis(1))
+                }
+                Err(e) => panic!("read stdin pipe: {e}"),
+            }
+        }
+        let _client = writer.join().unwrap();
+        let want: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "input reordered or corrupted");
+    }
+
+    #[test]
+    fn stdin_once_with_a_tty_types_veof_so_the_reader_sees_eof() {
+        let dir = tempfile::tempdir().unwrap();
+        let (master, slave) = crate::exec_stream::open_pty_for_tests().unwrap();
+        set_nonblocking(slave.as_fd());
+        let stdin = master.try_clone().unwrap();
+        let mut hub = AttachHub::bind(dir.path(), Some(stdin), Some(master), true).unwrap();
+        let mut a = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
+        hub.handle(&[true]);
+        // A partial line, then the client's stdin ends.
+        a.write_all(&encode_frame(FRAME_STDIN, b"partial")).unwrap();
+        a.write_all(&encode_frame(FRAME_STDIN_CLOSE, &[])).unwrap();
+        // Canonical mode: the partial line is handed over, then a read of
+        // 0 bytes (what `cat` takes for end of file).
+        let mut reads = Vec::new();
+        for _ in 0..200 {
+            hub.handle(&[true, true]);
+            let mut out = [0u8; 64];
+            match nix::unistd::read(&slave, &mut out) {
+                Ok(n) => {
+                    reads.push(out[..n].to_vec());
+                    if n == 0 {
+                        break;
+                    }
+                }
+                Err(nix::errno::Errno::EAGAIN) => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Err(e) => panic!("read pty: {e}"),
+            }
+        }
+        assert_eq!(reads, vec![b"partial".to_vec(), Vec::new()]);
     }
 
     #[test]

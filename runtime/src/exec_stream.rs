@@ -66,6 +66,33 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd), RuntimeError> {
     Ok((master, slave))
 }
 
+/// A new pty pair (master, slave) for other modules' tests.
+#[cfg(test)]
+pub(crate) fn open_pty_for_tests() -> Result<(OwnedFd, OwnedFd), RuntimeError> {
+    open_pty()
+}
+
+/// What to type on the pty `pty` to end its reader's input, as a user
+/// pressing ^D would: the terminal's VEOF character, twice when the last
+/// input `last` left a line open (the first ^D only hands that line over;
+/// a read of 0 bytes, end of file, needs ^D at the start of a line). Empty
+/// when VEOF is disabled. There is no closing a pty's input short of
+/// hanging it up, which would end the whole session.
+pub fn terminal_eof(pty: BorrowedFd<'_>, last: Option<u8>) -> Vec<u8> {
+    // SAFETY: termios is plain data; tcgetattr fills it from a valid fd.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(pty.as_raw_fd(), &mut t) } != 0 {
+        return Vec::new();
+    }
+    let eof = t.c_cc[libc::VEOF];
+    // _POSIX_VDISABLE (0) turns the character off.
+    if eof == 0 {
+        return Vec::new();
+    }
+    let line_open = last.is_some_and(|b| b != b'\n' && b != b'\r');
+    vec![eof; if line_open { 2 } else { 1 }]
+}
+
 /// Sets the window size of the pty whose master is `pty` (the process gets
 /// SIGWINCH).
 pub fn resize_pty(pty: BorrowedFd<'_>, width: u16, height: u16) -> Result<(), RuntimeError> {
