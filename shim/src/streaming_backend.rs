@@ -245,15 +245,36 @@ fn spawn_copy_out(
     })
 }
 
-/// Copies the client's stdin to `dst`; closes `dst` at the client's EOF
-/// (stdin close propagation).
+/// Copies the client's stdin to `dst`; at the client's EOF closes `dst`
+/// (stdin close propagation), and with a pty (`eof_pty`, the master) first
+/// types the terminal's EOF, since closing our copy of a pty master ends
+/// nothing for the process reading it.
 fn spawn_copy_in(
     src: Option<Box<dyn AsyncRead + Send + Unpin>>,
     dst: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    eof_pty: Option<OwnedFd>,
 ) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::io::AsyncReadExt;
     let (mut src, mut dst) = (src?, dst?);
     Some(tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut src, &mut dst).await;
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut last = None;
+        let ended = loop {
+            match src.read(&mut buf).await {
+                Ok(0) => break true,
+                Ok(n) => {
+                    if dst.write_all(&buf[..n]).await.is_err() {
+                        break false;
+                    }
+                    last = Some(buf[n - 1]);
+                }
+                Err(_) => break false,
+            }
+        };
+        if let (true, Some(pty)) = (ended, &eof_pty) {
+            let eof = cria_runtime::exec_stream::terminal_eof(pty.as_fd(), last);
+            let _ = dst.write_all(&eof).await;
+        }
         let _ = dst.shutdown().await;
     }))
 }
@@ -300,10 +321,11 @@ async fn run_exec(
     if let Some(master) = pty {
         let for_write = master.try_clone().map_err(io_err)?;
         let resize_fd = master.try_clone().map_err(io_err)?;
+        let eof_fd = master.try_clone().map_err(io_err)?;
         outputs.push(spawn_copy_out(reader(master).map_err(io_err)?, client_out));
         let to_pty: Box<dyn AsyncWrite + Send + Unpin> =
             Box::new(writer(for_write).map_err(io_err)?);
-        tasks.extend(spawn_copy_in(client_in, Some(to_pty)));
+        tasks.extend(spawn_copy_in(client_in, Some(to_pty), Some(eof_fd)));
         if let Some(mut sizes) = resize {
             tasks.push(tokio::spawn(async move {
                 while let Some(s) = sizes.recv().await {
@@ -322,7 +344,7 @@ async fn run_exec(
         }
         if let Some(fd) = stdin {
             let w: Box<dyn AsyncWrite + Send + Unpin> = Box::new(writer(fd).map_err(io_err)?);
-            tasks.extend(spawn_copy_in(client_in, Some(w)));
+            tasks.extend(spawn_copy_in(client_in, Some(w), None));
         }
     }
     let status = tokio::task::spawn_blocking(move || helper.wait())
