@@ -102,15 +102,20 @@ async fn two_attach_clients_share_the_container_stdio() {
 }
 
 /// Attaches over SPDY as client-go's remotecommand does for critest (v4
-/// offered first, tty=false, streams error, stdin, stdout, stderr).
-async fn spdy_attach(rt: &mut cria_tests::client::RuntimeClient, ctr: &str) -> (Spdy, [u32; 4]) {
+/// offered first, streams error, stdin, stdout, and stderr, or resize with
+/// a tty).
+async fn spdy_attach(
+    rt: &mut cria_tests::client::RuntimeClient,
+    ctr: &str,
+    tty: bool,
+) -> (Spdy, [u32; 4]) {
     let url = rt
         .attach(v1::AttachRequest {
             container_id: ctr.to_owned(),
             stdin: true,
-            tty: false,
+            tty,
             stdout: true,
-            stderr: true,
+            stderr: !tty,
         })
         .await
         .expect("Attach")
@@ -125,7 +130,8 @@ async fn spdy_attach(rt: &mut cria_tests::client::RuntimeClient, ctr: &str) -> (
     let mut c = Spdy::connect(&url, &protocols, true).await.expect("spdy");
     assert_eq!(c.protocol, "v4.channel.k8s.io");
     let mut ids = [0u32; 4];
-    for (id, kind) in ids.iter_mut().zip(["error", "stdin", "stdout", "stderr"]) {
+    let last = if tty { "resize" } else { "stderr" };
+    for (id, kind) in ids.iter_mut().zip(["error", "stdin", "stdout", last]) {
         *id = c.open(&[("streamType", kind)]).await.expect(kind);
     }
     (c, ids)
@@ -151,7 +157,7 @@ async fn attach_with_stdin_once_ends_when_the_client_closes_stdin() {
         .create_start(&mut rt, &pod_id, &pod, &cfg)
         .await
         .expect("container");
-    let (c, [err, inp, out, errs]) = spdy_attach(&mut rt, &ctr).await;
+    let (c, [err, inp, out, errs]) = spdy_attach(&mut rt, &ctr, false).await;
     c.send(inp, b"echo hello\n", false).await.expect("stdin");
     c.wait_contains(out, b"hello\n", LIMIT).await.expect("echo");
     // critest closes its stdin pipe: client-go sends FIN on the stream.
@@ -175,19 +181,56 @@ async fn attach_with_stdin_once_ends_when_the_client_closes_stdin() {
         .create_start(&mut rt, &pod_id, &pod, &cfg)
         .await
         .expect("container");
-    let (c, [_, inp, out, _]) = spdy_attach(&mut rt, &ctr).await;
+    let (c, [_, inp, out, _]) = spdy_attach(&mut rt, &ctr, false).await;
     c.send(inp, b"echo first\n", false).await.expect("stdin");
     c.wait_contains(out, b"first\n", LIMIT).await.expect("echo");
     c.send(inp, &[], true).await.expect("stdin FIN");
     drop(c);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(status(&mut rt, &ctr).await.expect("status").state, RUNNING);
-    let (c, [err, inp, _, _]) = spdy_attach(&mut rt, &ctr).await;
+    let (c, [err, inp, _, _]) = spdy_attach(&mut rt, &ctr, false).await;
     c.send(inp, b"exit 7\n", false).await.expect("stdin");
     let o = Outcome {
         error: String::from_utf8(c.read_to_end(err, LIMIT).await.expect("error")).expect("utf8"),
         ..Default::default()
     };
     assert_eq!(o.exit_code().expect("status"), 7, "{o:?}");
+    remove_pod(&mut rt, &pod_id).await.expect("remove");
+}
+
+/// `stdin_once` with a tty: there is no closing a pty's input, so when the
+/// client's stdin ends the monitor types the terminal's EOF (^D, twice after
+/// a partial line): `cat` on the tty reads the partial line, then end of
+/// file, and exits 0 (as with `crictl attach -it` and ^D).
+#[tokio::test]
+async fn tty_attach_with_stdin_once_ends_cat_when_the_client_closes_stdin() {
+    let env = PodEnv::start().await.expect("env");
+    let mut rt = env.rt().await.expect("client");
+    let pod = env.pod_config("attach-tty").expect("pod config");
+    let pod_id = env.run_pod(&mut rt, &pod).await.expect("pod");
+    let mut cfg = env.container_config("cat", &["cat"]);
+    cfg.stdin = true;
+    cfg.stdin_once = true;
+    cfg.tty = true;
+    let ctr = env
+        .create_start(&mut rt, &pod_id, &pod, &cfg)
+        .await
+        .expect("container");
+    let (c, [err, inp, out, _resize]) = spdy_attach(&mut rt, &ctr, true).await;
+    c.send(inp, b"no newline", false).await.expect("stdin");
+    // The tty echoes what is typed.
+    c.wait_contains(out, b"no newline", LIMIT)
+        .await
+        .expect("echo");
+    c.send(inp, &[], true).await.expect("stdin FIN");
+    let o = Outcome {
+        error: String::from_utf8(c.read_to_end(err, LIMIT).await.expect("error")).expect("utf8"),
+        ..Default::default()
+    };
+    assert_eq!(o.exit_code().expect("status"), 0, "{o:?}");
+    let st = wait_state(&mut rt, &ctr, EXITED, LIMIT)
+        .await
+        .expect("exited");
+    assert_eq!(st.exit_code, 0);
     remove_pod(&mut rt, &pod_id).await.expect("remove");
 }

@@ -228,6 +228,34 @@ async fn spdy_exec_exit_codes_stdin_resize_and_10mb_with_flow_control() {
     p.remove().await.expect("remove");
 }
 
+/// An exec of `cat` on a tty ends when the client's stdin does: the server
+/// types the terminal's EOF (^D) on the pty, as there is no closing its
+/// input (client-go sends FIN on the stdin stream).
+#[tokio::test]
+async fn spdy_tty_exec_sees_eof_when_the_client_closes_stdin() {
+    let mut p = Pod::start("tty-eof", &["sleep", "3600"])
+        .await
+        .expect("pod");
+    let url = p.exec_url(&["cat"], true, true).await.expect("url");
+    let mut c = Spdy::connect(&url, &["v4.channel.k8s.io"], true)
+        .await
+        .expect("spdy");
+    let err = c.open(&[("streamType", "error")]).await.expect("error");
+    let inp = c.open(&[("streamType", "stdin")]).await.expect("stdin");
+    let out = c.open(&[("streamType", "stdout")]).await.expect("stdout");
+    let _rsz = c.open(&[("streamType", "resize")]).await.expect("resize");
+    c.send(inp, b"line\npartial", true).await.expect("stdin");
+    let text = c.read_to_end(out, LIMIT).await.expect("stdout");
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("partial"), "tty output: {text:?}");
+    let status = Outcome {
+        error: String::from_utf8(c.read_to_end(err, LIMIT).await.expect("error")).expect("utf8"),
+        ..Default::default()
+    };
+    assert_eq!(status.exit_code().expect("status"), 0, "{status:?}");
+    p.remove().await.expect("remove");
+}
+
 #[tokio::test]
 async fn a_token_works_once_and_unknown_ones_are_refused() {
     let mut p = Pod::start("tokens", &["sleep", "3600"]).await.expect("pod");
