@@ -39,6 +39,8 @@ pub struct Cri {
     channel: Channel,
     socket: PathBuf,
     timeout: Duration,
+    /// Extra CA (PEM) trusted for the streaming server's TLS.
+    streaming_ca: Option<PathBuf>,
 }
 
 impl Cri {
@@ -63,7 +65,19 @@ impl Cri {
             channel,
             socket: socket.to_path_buf(),
             timeout,
+            streaming_ca: None,
         })
+    }
+
+    /// Trusts `ca` (PEM) too for the streaming server's TLS.
+    pub fn with_streaming_ca(mut self, ca: Option<PathBuf>) -> Cri {
+        self.streaming_ca = ca;
+        self
+    }
+
+    /// The extra CA for the streaming server's TLS, if any.
+    pub fn streaming_ca(&self) -> Option<&Path> {
+        self.streaming_ca.as_deref()
     }
 
     /// A RuntimeService client sharing the connection.

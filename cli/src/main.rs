@@ -65,6 +65,10 @@ pub struct Global {
     /// Log gRPC and internal steps to stderr
     #[arg(long, global = true)]
     debug: bool,
+    /// CA certificate (PEM) trusted, besides the system's, for an https
+    /// streaming server (criad's `[streaming] tls_cert_file`)
+    #[arg(long, global = true, env = "CRIA_STREAMING_CA", value_name = "FILE")]
+    streaming_ca: Option<std::path::PathBuf>,
 }
 
 /// Parses `10s`, `2m`, `500ms` or a plain number of seconds.
@@ -95,7 +99,9 @@ impl Ctx {
     pub async fn connect(&self) -> Result<Cri, CliError> {
         let path = parse_endpoint(&self.global.endpoint)?;
         tracing::debug!(socket = %path.display(), "connecting");
-        Cri::connect(&path, self.global.timeout).await
+        Ok(Cri::connect(&path, self.global.timeout)
+            .await?
+            .with_streaming_ca(self.global.streaming_ca.clone()))
     }
 
     /// The directory holding the pod log directories `cria run` makes.

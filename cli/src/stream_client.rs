@@ -9,6 +9,8 @@
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -17,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 use crate::tty;
 
@@ -34,11 +37,11 @@ const CH_CLOSE: u8 = 255;
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
     /// The runtime returned a URL we cannot use.
-    #[error("streaming url {0:?} is not an http:// url")]
+    #[error("streaming url {0:?} is not an http:// or https:// url")]
     BadUrl(String),
-    /// The streaming server speaks TLS, which this client does not yet.
-    #[error("the runtime's streaming server uses TLS ({0}), which cria cannot connect to yet")]
-    Tls(String),
+    /// The TLS set-up or handshake with the streaming server failed.
+    #[error("tls to the streaming server at {addr}: {message}")]
+    Tls { addr: String, message: String },
     /// The streaming server is unreachable.
     #[error("cannot connect to the streaming server at {addr}: {source}")]
     Connect {
@@ -90,19 +93,77 @@ impl Ended {
     }
 }
 
-/// Splits `http://host:port/path` into the address to dial and the `ws://` URL.
-fn ws_target(url: &str) -> Result<(String, String), StreamError> {
-    if url.starts_with("https://") {
-        return Err(StreamError::Tls(url.to_string()));
+/// Where a streaming URL points.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    /// `host:port` to dial.
+    addr: String,
+    /// The host alone (the TLS server name).
+    host: String,
+    /// `https://`: speak TLS.
+    tls: bool,
+    /// The URL for the WebSocket request (`ws://`: TLS is below it).
+    ws_url: String,
+}
+
+/// Splits `http(s)://host:port/path` into what to dial and request.
+fn ws_target(url: &str) -> Result<Target, StreamError> {
+    let bad = || StreamError::BadUrl(url.to_string());
+    let (tls, rest) = match url.strip_prefix("https://") {
+        Some(rest) => (true, rest),
+        None => (false, url.strip_prefix("http://").ok_or_else(bad)?),
+    };
+    let addr = rest.split('/').next().unwrap_or_default();
+    if addr.is_empty() {
+        return Err(bad());
     }
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| StreamError::BadUrl(url.to_string()))?;
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() {
-        return Err(StreamError::BadUrl(url.to_string()));
+    // `[::1]:443` or `host:443`: the host is what precedes the port.
+    let (host, addr) = match addr.rsplit_once(':') {
+        Some((h, port)) if !h.is_empty() && port.chars().all(|c| c.is_ascii_digit()) => {
+            (h, addr.to_string())
+        }
+        _ => (addr, format!("{addr}:{}", if tls { 443 } else { 80 })),
+    };
+    Ok(Target {
+        addr,
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        tls,
+        ws_url: format!("ws://{rest}"),
+    })
+}
+
+/// A TLS client trusting the system's roots and, if given, `ca_file`'s
+/// certificates (PEM), e.g. the CA that signed criad's streaming cert.
+fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable system certificates are skipped: the CA file may suffice.
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("read CA file {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("no certificate in CA file {}", path.display()));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+        }
     }
-    Ok((host.to_string(), format!("ws://{rest}")))
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// Reads the exit code from the error channel's metav1.Status JSON; an empty
@@ -182,26 +243,70 @@ fn write_out(mut w: impl Write, data: &[u8]) -> std::io::Result<()> {
 
 /// Runs one remotecommand session at `url` until the server ends it; the
 /// local terminal is in raw mode meanwhile when `tty` and stdin is a terminal.
-pub async fn run_session(url: &str, opts: SessionOptions) -> Result<Ended, StreamError> {
-    let (addr, ws_url) = ws_target(url)?;
+/// With an `https://` URL the server's certificate must chain to the
+/// system's roots or to `ca_file`.
+pub async fn run_session(
+    url: &str,
+    opts: SessionOptions,
+    ca_file: Option<&Path>,
+) -> Result<Ended, StreamError> {
+    let target = ws_target(url)?;
     let ws_err = |source| StreamError::WebSocket {
         url: url.to_string(),
         source: Box::new(source),
     };
-    let mut req = ws_url.as_str().into_client_request().map_err(ws_err)?;
+    let mut req = target
+        .ws_url
+        .as_str()
+        .into_client_request()
+        .map_err(ws_err)?;
     req.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         HeaderValue::from_static(PROTOCOLS),
     );
-    let tcp = TcpStream::connect(&addr)
+    let tcp = TcpStream::connect(&target.addr)
         .await
         .map_err(|source| StreamError::Connect {
-            addr: addr.clone(),
+            addr: target.addr.clone(),
             source,
         })?;
-    let (ws, resp) = tokio_tungstenite::client_async(req, tcp)
+    if !target.tls {
+        let (ws, resp) = tokio_tungstenite::client_async(req, tcp)
+            .await
+            .map_err(ws_err)?;
+        return session(url, ws, &resp, opts).await;
+    }
+    let tls_err = |message: String| StreamError::Tls {
+        addr: target.addr.clone(),
+        message,
+    };
+    let connector = tls_connector(ca_file).map_err(tls_err)?;
+    let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+        .map_err(|e| tls_err(format!("server name {:?}: {e}", target.host)))?;
+    let stream = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| tls_err(e.to_string()))?;
+    let (ws, resp) = tokio_tungstenite::client_async(req, stream)
         .await
         .map_err(ws_err)?;
+    session(url, ws, &resp, opts).await
+}
+
+/// Runs an open session (plain or TLS below the WebSocket) to its end.
+async fn session<S>(
+    url: &str,
+    ws: WebSocketStream<S>,
+    resp: &tokio_tungstenite::tungstenite::handshake::client::Response,
+    opts: SessionOptions,
+) -> Result<Ended, StreamError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let ws_err = |source| StreamError::WebSocket {
+        url: url.to_string(),
+        source: Box::new(source),
+    };
     let v5 = resp
         .headers()
         .get("sec-websocket-protocol")
@@ -289,10 +394,25 @@ mod tests {
 
     #[test]
     fn urls() {
-        let (addr, ws) = ws_target("http://127.0.0.1:4000/exec/abc").unwrap();
+        let t = ws_target("http://127.0.0.1:4000/exec/abc").unwrap();
+        let (addr, ws) = (t.addr, t.ws_url);
         assert_eq!(addr, "127.0.0.1:4000");
         assert_eq!(ws, "ws://127.0.0.1:4000/exec/abc");
-        assert!(matches!(ws_target("https://x/y"), Err(StreamError::Tls(_))));
+        let t = ws_target("https://[::1]:10010/exec/t").unwrap();
+        assert_eq!(
+            t,
+            Target {
+                addr: "[::1]:10010".into(),
+                host: "::1".into(),
+                tls: true,
+                ws_url: "ws://[::1]:10010/exec/t".into(),
+            }
+        );
+        let t = ws_target("https://node.example/x").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.addr.as_str()),
+            ("node.example", "node.example:443")
+        );
         assert!(matches!(
             ws_target("ftp://x/y"),
             Err(StreamError::BadUrl(_))

@@ -67,7 +67,7 @@ pub async fn attach_session(cri: &Cri, id: &str, opts: SessionOptions) -> anyhow
         )
         .await
         .map_err(CliError::streaming_refused)?;
-    Ok(stream_client::run_session(&resp.url, opts).await?)
+    Ok(stream_client::run_session(&resp.url, opts, cri.streaming_ca()).await?)
 }
 
 /// Runs `cria attach`.

@@ -63,7 +63,7 @@ pub async fn run(ctx: &Ctx, args: ExecArgs) -> anyhow::Result<u8> {
             stdin: args.interactive,
             tty: args.tty,
         };
-        return match stream_client::run_session(&resp.url, opts).await? {
+        return match stream_client::run_session(&resp.url, opts, cri.streaming_ca()).await? {
             Ended::NoStatus => {
                 anyhow::bail!("the runtime ended the exec session without an exit status")
             }
