@@ -193,3 +193,89 @@ async fn a_url_used_after_its_token_ttl_is_refused() {
 
     p.remove().await.expect("remove");
 }
+
+/// Runs the built `cria` CLI against `p`'s criad with `stdin`; returns its
+/// exit status, stdout and stderr.
+async fn cria_cli(p: &Pod, args: &[&str], stdin: &[u8]) -> Result<(i32, String, String)> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let bin = cria_tests::host::profile_dir()?.join("cria");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (cargo build -p cria-cli)",
+            bin.display()
+        );
+    }
+    let mut cmd = Command::new(bin);
+    cmd.arg("--endpoint")
+        .arg(format!("unix://{}", p.env.criad.socket().display()))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let stdin = stdin.to_vec();
+    let run = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn()?;
+        child.stdin.take().context("stdin")?.write_all(&stdin)?;
+        let out = child.wait_with_output()?;
+        Ok::<_, anyhow::Error>((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    });
+    tokio::time::timeout(LIMIT, run)
+        .await
+        .context("cria did not finish in time")??
+}
+
+/// `cria exec -i` reaches a TLS streaming server: trusting the certificate
+/// given with `--streaming-ca`, and refusing it (self-signed, not among the
+/// system's roots) without.
+#[tokio::test]
+async fn the_cria_cli_execs_over_tls_trusting_its_streaming_ca() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    self_signed(certs.path()).expect("certificate");
+    let cert = certs.path().join("cert.pem");
+    let config = CriadConfig {
+        extra_toml: format!(
+            "[streaming]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+            cert.to_string_lossy(),
+            certs.path().join("key.pem").to_string_lossy()
+        ),
+        ..CriadConfig::default()
+    };
+    let p = Pod::start_with("tls-cli", &["sleep", "3600"], config)
+        .await
+        .expect("pod");
+    let ca = cert.to_string_lossy().into_owned();
+    let ctr = p.ctr.clone();
+    let (code, out, err) = cria_cli(
+        &p,
+        &[
+            "--streaming-ca",
+            &ca,
+            "exec",
+            "-i",
+            &ctr,
+            "sh",
+            "-c",
+            "cat; exit 3",
+        ],
+        b"typed over tls\n",
+    )
+    .await
+    .expect("cria");
+    assert_eq!(
+        (code, out.as_str()),
+        (3, "typed over tls\n"),
+        "stderr: {err}"
+    );
+
+    let (code, _, err) = cria_cli(&p, &["exec", "-i", &ctr, "true"], b"")
+        .await
+        .expect("cria");
+    assert_ne!(code, 0);
+    assert!(err.contains("tls") && err.contains("certificate"), "{err}");
+    p.remove().await.expect("remove");
+}
