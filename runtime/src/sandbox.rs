@@ -112,16 +112,67 @@ fn paths_for(rt: &Runtime, req: &SandboxCreate) -> SandboxNamespaces {
     }
 }
 
+/// Mount points in a mountinfo text (field 5, octal escapes undone) that
+/// are `dir` itself (`at`) or lie under it (`under`).
+fn mount_points(info: &str, dir: &Path) -> (usize, Vec<PathBuf>) {
+    let (mut at, mut under) = (0, Vec::new());
+    for m in info.lines().filter_map(|l| l.split(' ').nth(4)) {
+        let m = PathBuf::from(unescape_mountinfo(m));
+        if m == dir {
+            at += 1;
+        } else if m.starts_with(dir) {
+            under.push(m);
+        }
+    }
+    (at, under)
+}
+
+/// Undoes mountinfo's `\ooo` escapes (space, tab, newline, backslash).
+fn unescape_mountinfo(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push(d.iter().fold(0u8, |v, c| v.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn read_mountinfo() -> Result<String, RuntimeError> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| RuntimeError::io("read", "/proc/self/mountinfo", e))
+}
+
+/// Serialises `ensure_private_mount`: its look-then-bind is not atomic, and
+/// concurrent first creates on a fresh state root each bound the dir, stacking
+/// binds. Pins and shm made on the lower bind were then hidden under the upper
+/// one, where `remove` could not unmount them, and unlinking their files
+/// failed with EBUSY (they were still mount points in our namespace).
+static PRIVATE_MOUNT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Makes `dir` a private bind mount of itself unless it is a mount already.
 fn ensure_private_mount(dir: &Path) -> Result<(), RuntimeError> {
+    // A poisoned lock only means another create panicked; the mount state
+    // is re-read from the kernel below, so the guard is still good.
+    let _guard = PRIVATE_MOUNT_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     mkdir_private(dir)?;
     let canon = std::fs::canonicalize(dir).map_err(|e| RuntimeError::io("resolve", dir, e))?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| RuntimeError::io("read", "/proc/self/mountinfo", e))?;
-    let mounted = info
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(&*canon.to_string_lossy()));
-    if !mounted {
+    let (at, _) = mount_points(&read_mountinfo()?, &canon);
+    if at == 0 {
         mount(
             Some(&canon),
             &canon,
@@ -334,7 +385,18 @@ pub(crate) fn remove(rt: &Runtime, id: &str) -> Result<(), RuntimeError> {
     match std::fs::remove_dir_all(&pod) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(RuntimeError::io("remove", pod, e)),
+        Err(e) => {
+            // remove_dir_all does not say which entry failed; a mount still
+            // under the pod dir is what makes it busy, so name that one.
+            let busy = std::fs::canonicalize(&pod)
+                .ok()
+                .zip(read_mountinfo().ok())
+                .and_then(|(dir, info)| mount_points(&info, &dir).1.into_iter().next());
+            return Err(match busy {
+                Some(m) => RuntimeError::io("remove mount point", m, e),
+                None => RuntimeError::io("remove", pod, e),
+            });
+        }
     }
     if let Some(parent) = &req.cgroup_parent {
         cgroup::open(Path::new(cgroup::DEFAULT_ROOT), parent)?.remove()?;
@@ -579,4 +641,41 @@ fn loopback_up() -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INFO: &str = "\
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+76 27 254:0 /s/pods /s/pods rw,relatime - ext4 /dev/vda rw
+85 76 254:0 /s/pods /s/pods rw,relatime - ext4 /dev/vda rw
+53 85 0:43 / /s/pods/a/shm rw - tmpfs shm rw
+56 85 0:4 ipc:[1] /s/pods/a/ns/ipc rw - nsfs nsfs rw
+57 27 0:4 / /s/pods2 rw - tmpfs t rw
+58 27 0:4 / /s/with\\040space rw - tmpfs t rw
+";
+
+    #[test]
+    fn mount_points_counts_stacked_mounts_and_lists_those_under() {
+        let (at, under) = mount_points(INFO, Path::new("/s/pods"));
+        assert_eq!(at, 2);
+        assert_eq!(
+            under,
+            [
+                PathBuf::from("/s/pods/a/shm"),
+                PathBuf::from("/s/pods/a/ns/ipc")
+            ]
+        );
+        assert_eq!(mount_points(INFO, Path::new("/s/with space")).0, 1);
+        assert_eq!(mount_points(INFO, Path::new("/s/none")), (0, vec![]));
+    }
+
+    #[test]
+    fn unescape_mountinfo_decodes_octal_and_keeps_the_rest() {
+        assert_eq!(unescape_mountinfo(r"a\040b\011c\134d"), "a b\tc\\d");
+        assert_eq!(unescape_mountinfo(r"trail\04"), r"trail\04");
+        assert_eq!(unescape_mountinfo(r"x\999"), r"x\999");
+    }
 }
