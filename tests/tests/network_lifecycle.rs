@@ -58,6 +58,18 @@ async fn fifty_pods_created_and_removed_ten_at_a_time_leak_nothing() {
     );
     net.assert_no_leaks();
     assert!(nat_rules().lines().all(|l| !l.contains("many-")));
+    // The first ten creates raced to bind <state>/pods and <state>/netns;
+    // stacked binds hid pins and shm from RemovePodSandbox (EBUSY).
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    for d in ["pods", "netns"] {
+        let dir = std::fs::canonicalize(env.criad.state().join(d)).expect("state dir");
+        let dir = dir.to_string_lossy();
+        let at: Vec<&str> = info
+            .lines()
+            .filter(|l| l.split(' ').nth(4) == Some(&*dir))
+            .collect();
+        assert_eq!(at.len(), 1, "one private bind at {dir}: {at:#?}");
+    }
 }
 
 #[tokio::test]
