@@ -6,18 +6,25 @@
 //! (PDEATHSIG), so killing the helper ends it.
 //!
 //! The helper reads the OCI process from the environment variable
-//! [`PROCESS_ENV`] instead of stdin (stdin is the user's), and with
-//! [`TTY_ENV`] makes the pty on its stdin the child's controlling terminal.
+//! [`PROCESS_ENV`] instead of stdin (stdin is the user's). With [`TTY_ENV`]
+//! its stdio is instead one end of a socket pair: once in the container's
+//! mounts it opens a pty of the container's own devpts (as the container's
+//! console is, so `tty` names a `/dev/pts/N` of the container, as with
+//! runc's console socket), sends the master back over that socket
+//! (SCM_RIGHTS), puts the slave on its stdio and makes it the child's
+//! controlling terminal.
 
 use crate::{Runtime, RuntimeError, Status};
-use nix::fcntl::OFlag;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::io::Read;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// Environment variable carrying the OCI process JSON to the helper.
 pub(crate) const PROCESS_ENV: &str = "CRIA_EXEC_PROCESS";
-/// Environment variable telling the helper stdin is a pty to take as the
-/// controlling terminal.
+/// Environment variable telling the helper its stdio is the socket to send
+/// a tty exec's pty master on.
 pub(crate) const TTY_ENV: &str = "CRIA_EXEC_TTY";
 
 /// A running interactive exec.
@@ -46,9 +53,14 @@ pub struct ExecStdio {
     pub stdin: bool,
 }
 
-/// A new pty pair, both ends close-on-exec so concurrent spawns elsewhere in
-/// the (multi-threaded) caller cannot inherit them.
+/// How long the caller waits for the helper to join the container and send
+/// the pty master (it does no more than open namespaces and a pty).
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A new pty pair in the caller's devpts, both ends close-on-exec.
+#[cfg(test)]
 fn open_pty() -> Result<(OwnedFd, OwnedFd), RuntimeError> {
+    use nix::fcntl::OFlag;
     let sys = RuntimeError::sys;
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .map_err(|e| sys("posix_openpt", e))?;
@@ -62,7 +74,8 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd), RuntimeError> {
     )
     .map_err(|e| sys("open pty slave", e))?;
     // SAFETY: PtyMaster owns its fd; into_raw_fd hands that ownership over.
-    let master = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
+    let master =
+        unsafe { std::os::fd::FromRawFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
     Ok((master, slave))
 }
 
@@ -113,14 +126,46 @@ pub fn resize_pty(pty: BorrowedFd<'_>, width: u16, height: u16) -> Result<(), Ru
     Ok(())
 }
 
-fn dup_stdio(fd: &OwnedFd) -> Result<Stdio, RuntimeError> {
-    fd.try_clone()
-        .map(Stdio::from)
+fn dup_stdio(sock: &UnixStream) -> Result<Stdio, RuntimeError> {
+    sock.try_clone()
+        .map(|s| Stdio::from(OwnedFd::from(s)))
         .map_err(|e| RuntimeError::Io {
-            op: "dup pty",
-            path: "/dev/ptmx".into(),
+            op: "dup exec socket",
+            path: "socketpair".into(),
             source: e,
         })
+}
+
+/// In the caller: the pty master the helper `helper` of container `id`
+/// sends on `ours`; when it fails instead, reaps it and returns what it
+/// wrote (its error) as the error.
+fn receive_master(
+    id: &str,
+    ours: &mut UnixStream,
+    helper: &mut Child,
+) -> Result<OwnedFd, RuntimeError> {
+    let failed = |message: String| RuntimeError::Monitor {
+        id: id.into(),
+        message,
+    };
+    ours.set_read_timeout(Some(HAND_OVER_TIMEOUT))
+        .map_err(|e| failed(format!("exec socket timeout: {e}")))?;
+    let mut buf = [0u8; 4096];
+    let (n, master) = crate::monitor::recv_ready(ours, &mut buf);
+    if let Some(m) = master {
+        return Ok(m);
+    }
+    let mut text = buf[..n].to_vec();
+    // Bounded by the timeout, and by the helper exiting (end of file).
+    let _ = ours.take(64 * 1024).read_to_end(&mut text);
+    let _ = crate::exec_helper::stop_helper(helper, Duration::from_secs(2));
+    let text = String::from_utf8_lossy(&text);
+    let text = text.trim();
+    Err(failed(if text.is_empty() {
+        "exec helper sent no pty".into()
+    } else {
+        text.trim_start_matches("cria-monitor exec: ").to_string()
+    }))
 }
 
 impl Runtime {
@@ -150,14 +195,20 @@ impl Runtime {
         cmd.arg("exec")
             .arg(self.container_dir(id))
             .env(PROCESS_ENV, json);
-        let mut pty = None;
+        let mut ours = None;
         if stdio.tty {
-            let (master, slave) = open_pty()?;
+            // Close-on-exec on both ends: only the helper's stdio copies
+            // reach it, none of criad's other spawns.
+            let (mine, theirs) = UnixStream::pair().map_err(|e| RuntimeError::Io {
+                op: "socketpair",
+                path: "exec socket".into(),
+                source: e,
+            })?;
             cmd.env(TTY_ENV, "1")
-                .stdin(dup_stdio(&slave)?)
-                .stdout(dup_stdio(&slave)?)
-                .stderr(Stdio::from(slave));
-            pty = Some(master);
+                .stdin(dup_stdio(&theirs)?)
+                .stdout(dup_stdio(&theirs)?)
+                .stderr(dup_stdio(&theirs)?);
+            ours = Some(mine);
         } else {
             cmd.stdin(if stdio.stdin {
                 Stdio::piped()
@@ -171,9 +222,15 @@ impl Runtime {
             id: id.into(),
             message: format!("spawn exec helper: {e}"),
         })?;
-        // The slave copies held by `cmd` close with it: the master then sees
-        // EIO once the process and the helper are gone.
+        // The socket copies held by `cmd` close with it, so the helper's
+        // exit before the hand-over is an end of file on ours. The helper
+        // holds the pty slave: the master sees EIO once the process and the
+        // helper are gone.
         drop(cmd);
+        let pty = match ours.as_mut() {
+            Some(sock) => Some(receive_master(id, sock, &mut helper)?),
+            None => None,
+        };
         Ok(ExecSession {
             stdin: helper.stdin.take().map(OwnedFd::from),
             stdout: helper.stdout.take().map(OwnedFd::from),
@@ -190,6 +247,32 @@ pub(crate) fn process_from_env() -> Option<Result<oci_spec::runtime::Process, St
     let json = std::env::var_os(PROCESS_ENV)?;
     let json = json.to_string_lossy();
     Some(serde_json::from_str(&json).map_err(|e| format!("parse process: {e}")))
+}
+
+/// In the helper, right after joining the container's mount namespace:
+/// with a tty, opens a pty of the container's devpts, sends its master to
+/// the caller on the socket that is our stdio, and replaces our stdio with
+/// the slave (the forked child inherits it; see [`take_terminal`]).
+pub(crate) fn hand_over_terminal() -> Result<(), String> {
+    if std::env::var_os(TTY_ENV).is_none() {
+        return Ok(());
+    }
+    let (master, slave, _) = crate::init::open_container_pty()?;
+    // SAFETY: fd 0 is open (the caller's socket) until the dup2 below.
+    let sock = unsafe { BorrowedFd::borrow_raw(0) };
+    crate::init::send_ready(&sock, Some(&master))
+        .map_err(|e| format!("send pty master: {}", e.desc()))?;
+    drop(master);
+    for fd in 0..3 {
+        // SAFETY: dup2 of an fd we own onto a stdio slot.
+        if unsafe { libc::dup2(slave.as_raw_fd(), fd) } < 0 {
+            return Err(format!(
+                "dup2 pty to stdio {fd}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// In the exec'd child, before exec: with a tty, start a new session and

@@ -13,7 +13,6 @@ use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -145,8 +144,9 @@ pub(crate) fn run(cfg: &InitConfig, mut sync: UnixStream) -> ! {
     fail(&mut sync, &msg, code)
 }
 
-/// "R", with the pty master attached (SCM_RIGHTS) when there is one.
-fn send_ready(sync: &UnixStream, master: Option<&OwnedFd>) -> nix::Result<usize> {
+/// "R", with the pty master attached (SCM_RIGHTS) when there is one (also
+/// the exec helper's hand-over of a tty exec's master).
+pub(crate) fn send_ready(sync: &impl AsRawFd, master: Option<&OwnedFd>) -> nix::Result<usize> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let iov = [std::io::IoSlice::new(b"R")];
     let fds;
@@ -373,20 +373,7 @@ fn mount_cgroups(root: &OwnedFd, op: &mounts::MountOp, cg_path: &str) -> Result<
 /// A pty of the container's own devpts (after pivot_root): the slave is
 /// bound to `/dev/console`, the master returned for the monitor.
 fn open_console() -> Result<(OwnedFd, OwnedFd), StepError> {
-    use nix::fcntl::OFlag;
-    let e = |what: &str, err: nix::Error| format!("{what}: {}", lower(err.desc()));
-    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .map_err(|x| e("open /dev/ptmx", x))?;
-    nix::pty::grantpt(&master).map_err(|x| e("grantpt", x))?;
-    nix::pty::unlockpt(&master).map_err(|x| e("unlockpt", x))?;
-    let name = nix::pty::ptsname_r(&master).map_err(|x| e("ptsname", x))?;
-    let slave: OwnedFd = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(&name)
-        .map_err(|x| format!("open {name}: {}", lower(&x.to_string())))?
-        .into();
+    let (master, slave, name) = open_container_pty()?;
     let console = Path::new("/dev/console");
     if std::fs::symlink_metadata(console).is_err() {
         std::fs::File::create(console)
@@ -399,10 +386,60 @@ fn open_console() -> Result<(OwnedFd, OwnedFd), StepError> {
         MsFlags::MS_BIND,
         None::<&str>,
     )
-    .map_err(|x| e("bind /dev/console", x))?;
-    // SAFETY: into_raw_fd hands over the PtyMaster's fd, owned from here on.
-    let master = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
+    .map_err(|x| format!("bind /dev/console: {}", lower(x.desc())))?;
     Ok((master, slave))
+}
+
+/// A new pty (master, slave, slave's path) of the devpts mounted at
+/// `/dev/pts` in the caller's mount namespace: the container's own, for
+/// the container's console (init, after pivot_root) and for a tty exec
+/// (the exec helper, after joining the container's mounts), so that the
+/// process's `ttyname` names a `/dev/pts/N` that exists in the container.
+/// Both ends close-on-exec, the slave opened without a controlling-terminal
+/// side effect.
+///
+/// Safe in a running container's namespace: `/dev` is the runtime's tmpfs
+/// and `/dev/pts` its devpts mount, but a process of the container may have
+/// replaced entries in them; the lookup refuses symlinks (an exec helper
+/// still root must not open a path the container chose), the result must be
+/// a devpts ptmx (char 5:2), and the slave comes from the master itself
+/// (TIOCGPTPEER), not from a path, so it is the same devpts's.
+pub(crate) fn open_container_pty() -> Result<(OwnedFd, OwnedFd, String), StepError> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let os = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+    let master = rustix::fs::openat2(
+        rustix::fs::CWD,
+        "/dev/pts/ptmx",
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS,
+    )
+    .map_err(|x| format!("open /dev/pts/ptmx: {}", lower(&x.to_string())))?;
+    let st = rustix::fs::fstat(&master).map_err(|x| format!("stat /dev/pts/ptmx: {x}"))?;
+    let rdev = st.st_rdev;
+    let is_chr = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
+    if !is_chr || libc::major(rdev) != 5 || libc::minor(rdev) != 2 {
+        return Err("/dev/pts/ptmx is not a devpts ptmx".into());
+    }
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int from a valid pointer.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } < 0 {
+        return Err(os("unlock pty"));
+    }
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes an unsigned int to a valid pointer.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) } < 0 {
+        return Err(os("pty number"));
+    }
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes open flags by value and returns a new fd.
+    let slave = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    if slave < 0 {
+        return Err(os("open pty slave"));
+    }
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    Ok((master, slave, format!("/dev/pts/{n}")))
 }
 
 fn setup_stdio(cfg: &InitConfig, tty: Option<&OwnedFd>) -> Result<(), StepError> {

@@ -805,7 +805,7 @@ fn clone_container(
 
 /// Reads the child's first message into `buf`: its length, and the pty
 /// master when one came with it (SCM_RIGHTS, received close-on-exec).
-fn recv_ready(sync: &UnixStream, buf: &mut [u8]) -> (usize, Option<OwnedFd>) {
+pub(crate) fn recv_ready(sync: &UnixStream, buf: &mut [u8]) -> (usize, Option<OwnedFd>) {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::os::fd::FromRawFd;
     let mut space = nix::cmsg_space!([RawFd; 1]);
@@ -944,6 +944,8 @@ fn exec_in(dir: &Path) -> Result<i32, String> {
     for (f, flag, name) in &nss {
         nix::sched::setns(f, *flag).map_err(|e| err(&format!("setns {name}"), e.desc()))?;
     }
+    // In the container's mounts now: a tty exec's pty comes from its devpts.
+    crate::exec_stream::hand_over_terminal()?;
     // The pid namespace applies to children only: fork into it.
     let (ret, born_in_cgroup2) =
         clone_container(CloneFlags::empty(), cg2.as_ref()).map_err(|e| err("fork", e))?;

@@ -104,6 +104,42 @@ async fn websocket_exec_exit_codes_stdin_and_10mb_stdout() {
     p.remove().await.expect("remove");
 }
 
+/// A shell line for a tty exec (after a pause, so a resize sent before it
+/// has landed): prints `tty`, what fd 0 links to, whether `tty`'s path is a
+/// device of the container and the very file on fd 0, `stty size`, then
+/// exits with `code`. Markers are printed computed (`y$((1+1))`), so the
+/// terminal's echo of this line cannot match them.
+fn own_tty_check(code: i32) -> Vec<u8> {
+    format!(
+        "sleep 0.5; echo TTY=$(tty); echo FD0=$(readlink /proc/self/fd/0); \
+         [ -c \"$(tty)\" ] && [ /proc/self/fd/0 -ef \"$(tty)\" ] && echo SAME=y$((1+1)); \
+         stty size; exit {code}\n"
+    )
+    .into_bytes()
+}
+
+/// Issue 7: the exec's tty is a pty of the container's own devpts, so
+/// `tty` names a `/dev/pts/N` that exists in the container and is fd 0.
+fn assert_own_tty(text: &str) {
+    let value = |key: &str| {
+        text.split('\n')
+            .map(|l| l.trim_end_matches('\r'))
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} line in {text:?}"))
+            .to_string()
+    };
+    let tty = value("TTY=");
+    assert!(
+        tty.starts_with("/dev/pts/"),
+        "tty printed {tty:?}: {text:?}"
+    );
+    assert_eq!(value("FD0="), tty, "fd 0 is not tty's answer: {text:?}");
+    assert!(
+        text.contains("SAME=y2"),
+        "{tty} is not fd 0's device in the container: {text:?}"
+    );
+}
+
 #[tokio::test]
 async fn websocket_exec_tty_sees_resize() {
     let mut p = Pod::start("ws-tty", &["sleep", "3600"]).await.expect("pod");
@@ -115,12 +151,13 @@ async fn websocket_exec_tty_sees_resize() {
         .await
         .expect("resize");
     // The shell reads the line at once; stty runs after the resize landed.
-    ws_send(&mut ws, ws_msg(false, 0, b"sleep 0.5; stty size; exit 7\n"))
+    ws_send(&mut ws, ws_msg(false, 0, &own_tty_check(7)))
         .await
         .expect("stdin");
     let o = ws_collect(&mut ws, false, LIMIT).await.expect("collect");
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("45 123"), "stty size output: {text:?}");
+    assert_own_tty(&text);
     assert_eq!(o.exit_code().expect("status"), 7);
     p.remove().await.expect("remove");
 }
@@ -213,12 +250,11 @@ async fn spdy_exec_exit_codes_stdin_resize_and_10mb_with_flow_control() {
     c.send(rsz, br#"{"Width":99,"Height":33}"#, false)
         .await
         .expect("resize");
-    c.send(inp, b"sleep 0.5; stty size; exit 5\n", false)
-        .await
-        .expect("stdin");
+    c.send(inp, &own_tty_check(5), false).await.expect("stdin");
     let text = c.read_to_end(out, LIMIT).await.expect("stdout");
     let text = String::from_utf8_lossy(&text);
     assert!(text.contains("33 99"), "stty size output: {text:?}");
+    assert_own_tty(&text);
     let status = Outcome {
         error: String::from_utf8(c.read_to_end(err, LIMIT).await.expect("error")).expect("utf8"),
         ..Default::default()
