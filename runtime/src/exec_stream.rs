@@ -42,6 +42,10 @@ pub struct ExecSession {
     pub stderr: Option<OwnedFd>,
     /// The pty master (with `tty`): the process's stdin, stdout and stderr.
     pub pty: Option<OwnedFd>,
+    /// With `tty`: the process starts once this is dropped, so the caller
+    /// can first set the window size the client sent (a new pty is 0x0,
+    /// and `stty size` run at once would see that).
+    pub start_gate: Option<UnixStream>,
 }
 
 /// What kind of stdio an interactive exec gets.
@@ -237,6 +241,7 @@ impl Runtime {
             stderr: helper.stderr.take().map(OwnedFd::from),
             helper,
             pty,
+            start_gate: ours,
         })
     }
 }
@@ -263,6 +268,11 @@ pub(crate) fn hand_over_terminal() -> Result<(), String> {
     crate::init::send_ready(&sock, Some(&master))
         .map_err(|e| format!("send pty master: {}", e.desc()))?;
     drop(master);
+    // Wait for the caller's go (it drops its end: end of file, or an error
+    // should it be gone); what is read does not matter.
+    let mut go = [0u8; 1];
+    // SAFETY: reads into a valid one-byte buffer from fd 0, still ours.
+    let _ = unsafe { libc::read(0, go.as_mut_ptr().cast(), 1) };
     for fd in 0..3 {
         // SAFETY: dup2 of an fd we own onto a stdio slot.
         if unsafe { libc::dup2(slave.as_raw_fd(), fd) } < 0 {

@@ -29,6 +29,9 @@ use tonic::Status;
 /// reach the client (background children holding the pipes are not waited
 /// for beyond it).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(5);
+/// How long a tty exec waits for the client's first window size before it
+/// starts the process anyway.
+const FIRST_SIZE_WAIT: Duration = Duration::from_millis(500);
 /// A port-forward connect to a port in the pod gives up after this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -304,6 +307,7 @@ async fn run_exec(
         stdout,
         stderr,
         pty,
+        start_gate,
     } = session;
     let mut guard = KillOnDrop {
         pid: helper.id(),
@@ -327,6 +331,13 @@ async fn run_exec(
             Box::new(writer(for_write).map_err(io_err)?);
         tasks.extend(spawn_copy_in(client_in, Some(to_pty), Some(eof_fd)));
         if let Some(mut sizes) = resize {
+            // The client's first size, set before the process starts (a new
+            // pty is 0x0); clients send it at once, so the wait is short.
+            if let Ok(Some(s)) = tokio::time::timeout(FIRST_SIZE_WAIT, sizes.recv()).await {
+                if let Err(e) = resize_pty(resize_fd.as_fd(), s.width, s.height) {
+                    tracing::debug!(error = %e, "exec resize failed");
+                }
+            }
             tasks.push(tokio::spawn(async move {
                 while let Some(s) = sizes.recv().await {
                     if let Err(e) = resize_pty(resize_fd.as_fd(), s.width, s.height) {
@@ -347,6 +358,8 @@ async fn run_exec(
             tasks.extend(spawn_copy_in(client_in, Some(w), None));
         }
     }
+    // The process starts now, its pty sized when the client said how.
+    drop(start_gate);
     let status = tokio::task::spawn_blocking(move || helper.wait())
         .await
         .map_err(|e| BackendError::new(format!("exec wait failed: {e}")))?
