@@ -171,6 +171,28 @@ fn rel(dest: &Path) -> &Path {
     dest.strip_prefix("/").unwrap_or(dest)
 }
 
+/// `openat2` that retries its EAGAIN: with RESOLVE_IN_ROOT a `..` met while
+/// any mount or rename happens on the system fails with EAGAIN (the kernel
+/// cannot prove the walk stayed inside), and criad mounts all the time. The
+/// kernel asks callers to retry; a bounded number of tries keeps a storm of
+/// mounts from spinning us forever.
+fn openat2_settled(
+    dir: std::os::fd::BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlags,
+    how: ResolveFlags,
+) -> rustix::io::Result<OwnedFd> {
+    const TRIES: usize = 64;
+    let mut last = rustix::io::Errno::AGAIN;
+    for _ in 0..TRIES {
+        match rustix::fs::openat2(dir, path, flags, Mode::empty(), how) {
+            Err(rustix::io::Errno::AGAIN) => last = rustix::io::Errno::AGAIN,
+            other => return other,
+        }
+    }
+    Err(last)
+}
+
 /// Opens `dest` inside `root` (symlinks resolved within it) as an O_PATH fd,
 /// creating missing directories, and the last component as a directory or
 /// (with `file`) an empty file.
@@ -178,7 +200,7 @@ pub fn open_in_root(root: &OwnedFd, dest: &Path, file: bool) -> Result<OwnedFd, 
     let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
     let path = rel(dest);
     let open = |p: &Path| {
-        rustix::fs::openat2(
+        openat2_settled(
             root.as_fd(),
             if p.as_os_str().is_empty() {
                 Path::new(".")
@@ -186,7 +208,6 @@ pub fn open_in_root(root: &OwnedFd, dest: &Path, file: bool) -> Result<OwnedFd, 
                 p
             },
             OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
             how,
         )
     };
