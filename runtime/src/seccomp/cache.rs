@@ -28,7 +28,7 @@ const MAX_ENTRIES: usize = 64;
 
 /// Bumped whenever compiling changes what a profile compiles to, so files
 /// of an older cria are not reused.
-const DISK_FORMAT: &str = "cria-seccomp-2";
+const DISK_FORMAT: &str = "cria-seccomp-3";
 
 fn cache_err(what: &str, e: impl std::fmt::Display) -> SeccompError {
     SeccompError::Compile(format!("cache {what}: {e}"))
