@@ -388,6 +388,17 @@ mod tests {
         None
     }
 
+    /// A stdin_once hub whose container stdin is a pipe (its read end
+    /// returned, non-blocking) and one client connected to it.
+    fn stdin_once_hub() -> (tempfile::TempDir, OwnedFd, AttachHub, UnixStream) {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        set_nonblocking(r.as_fd());
+        let hub = AttachHub::bind(dir.path(), Some(w), None, true).unwrap();
+        let a = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
+        (dir, r, hub, a)
+    }
+
     /// Runs the hub until the pipe yields something (data or EOF).
     fn pump(hub: &mut AttachHub, r: &OwnedFd, clients: usize) -> Vec<u8> {
         for _ in 0..100 {
@@ -405,11 +416,7 @@ mod tests {
 
     #[test]
     fn stdin_once_closes_the_container_stdin_when_the_client_closes_its_stdin() {
-        let dir = tempfile::tempdir().unwrap();
-        let (r, w) = nix::unistd::pipe().unwrap();
-        set_nonblocking(r.as_fd());
-        let mut hub = AttachHub::bind(dir.path(), Some(w), None, true).unwrap();
-        let mut a = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
+        let (_dir, r, mut hub, mut a) = stdin_once_hub();
         hub.handle(&[true]);
         a.write_all(&encode_frame(FRAME_STDIN, b"echo hello\n"))
             .unwrap();
@@ -421,11 +428,7 @@ mod tests {
 
     #[test]
     fn stdin_once_closes_the_container_stdin_when_a_stdin_client_detaches() {
-        let dir = tempfile::tempdir().unwrap();
-        let (r, w) = nix::unistd::pipe().unwrap();
-        set_nonblocking(r.as_fd());
-        let mut hub = AttachHub::bind(dir.path(), Some(w), None, true).unwrap();
-        let mut a = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
+        let (dir, r, mut hub, mut a) = stdin_once_hub();
         let b = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
         hub.handle(&[true]);
         // A client that never used stdin leaves: stdin stays open.
@@ -438,11 +441,7 @@ mod tests {
 
     #[test]
     fn input_the_container_does_not_read_at_once_is_queued_not_lost() {
-        let dir = tempfile::tempdir().unwrap();
-        let (r, w) = nix::unistd::pipe().unwrap();
-        set_nonblocking(r.as_fd());
-        let mut hub = AttachHub::bind(dir.path(), Some(w), None, true).unwrap();
-        let mut a = UnixStream::connect(dir.path().join(ATTACH_SOCKET)).unwrap();
+        let (_dir, r, mut hub, mut a) = stdin_once_hub();
         hub.handle(&[true]);
         // Four times a pipe's 64 KiB, written while nobody reads the pipe;
         // then the client's stdin ends.
