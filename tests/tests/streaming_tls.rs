@@ -5,7 +5,7 @@
 
 mod streaming_common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +56,23 @@ fn self_signed(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A self-signed certificate in a temp dir (kept alive by the returned
+/// dir), its PEM path, and a criad config serving streaming over TLS with it.
+fn tls_criad() -> (tempfile::TempDir, PathBuf, CriadConfig) {
+    let certs = tempfile::tempdir().expect("temp dir");
+    self_signed(certs.path()).expect("certificate");
+    let cert = certs.path().join("cert.pem");
+    let config = CriadConfig {
+        extra_toml: format!(
+            "[streaming]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+            cert.to_string_lossy(),
+            certs.path().join("key.pem").to_string_lossy()
+        ),
+        ..CriadConfig::default()
+    };
+    (certs, cert, config)
+}
+
 /// A rustls client that trusts only the certificate in `cert`.
 fn connector(cert: &Path) -> Result<tokio_rustls::TlsConnector> {
     let mut roots = rustls::RootCertStore::empty();
@@ -100,17 +117,7 @@ async fn wss_connect(
 
 #[tokio::test]
 async fn tls_exec_over_wss_with_a_trusted_self_signed_certificate() {
-    let certs = tempfile::tempdir().expect("temp dir");
-    self_signed(certs.path()).expect("certificate");
-    let cert = certs.path().join("cert.pem");
-    let config = CriadConfig {
-        extra_toml: format!(
-            "[streaming]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
-            cert.to_string_lossy(),
-            certs.path().join("key.pem").to_string_lossy()
-        ),
-        ..CriadConfig::default()
-    };
+    let (_certs, cert, config) = tls_criad();
     let mut p = Pod::start_with("tls-exec", &["sleep", "3600"], config)
         .await
         .expect("pod");
@@ -234,17 +241,7 @@ async fn cria_cli(p: &Pod, args: &[&str], stdin: &[u8]) -> Result<(i32, String, 
 /// system's roots) without.
 #[tokio::test]
 async fn the_cria_cli_execs_over_tls_trusting_its_streaming_ca() {
-    let certs = tempfile::tempdir().expect("temp dir");
-    self_signed(certs.path()).expect("certificate");
-    let cert = certs.path().join("cert.pem");
-    let config = CriadConfig {
-        extra_toml: format!(
-            "[streaming]\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
-            cert.to_string_lossy(),
-            certs.path().join("key.pem").to_string_lossy()
-        ),
-        ..CriadConfig::default()
-    };
+    let (_certs, cert, config) = tls_criad();
     let p = Pod::start_with("tls-cli", &["sleep", "3600"], config)
         .await
         .expect("pod");
