@@ -287,6 +287,7 @@ fn create_blocking(
             .as_ref()
             .and_then(|l| l.resources.clone())
             .unwrap_or_default(),
+        user: super::process_user(&oci),
         config,
     };
     let step = Instant::now();

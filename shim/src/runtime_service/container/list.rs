@@ -58,6 +58,7 @@ pub(crate) mod tests {
             cgroup: String::new(),
             stop_signal: 15,
             resources: Default::default(),
+            user: Default::default(),
         }
     }
 

@@ -43,6 +43,35 @@ pub(crate) fn cri_container(record: &ContainerRecord) -> cri::Container {
 }
 
 /// The CRI status of a container record.
+/// `process.user` of the applied OCI spec as CRI's ContainerUser. The
+/// supplemental groups are the process's group list as `id -G` shows it:
+/// the gid first, then the additional gids (each once).
+pub(crate) fn process_user(spec: &oci_spec::runtime::Spec) -> cri::ContainerUser {
+    let Some(process) = spec.process() else {
+        return cri::ContainerUser::default();
+    };
+    let user = process.user();
+    let gid = i64::from(user.gid());
+    let mut groups = vec![gid];
+    for g in user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| i64::from(*g))
+    {
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    cri::ContainerUser {
+        linux: Some(cri::LinuxContainerUser {
+            uid: i64::from(user.uid()),
+            gid,
+            supplemental_groups: groups,
+        }),
+    }
+}
+
 pub(crate) fn cri_status(record: &ContainerRecord) -> cri::ContainerStatus {
     cri::ContainerStatus {
         id: record.id.clone(),
@@ -69,7 +98,7 @@ pub(crate) fn cri_status(record: &ContainerRecord) -> cri::ContainerStatus {
             windows: None,
         }),
         image_id: record.image_id.clone(),
-        user: None,
+        user: record.user.linux.is_some().then(|| record.user.clone()),
         stop_signal: record.config.stop_signal,
     }
 }
@@ -178,5 +207,37 @@ mod tests {
         assert_eq!(exit_reason(0, false), "Completed");
         assert_eq!(exit_reason(3, false), "Error");
         assert_eq!(exit_reason(137, true), "OOMKilled");
+    }
+}
+
+#[cfg(test)]
+mod user_tests {
+    use super::process_user;
+    use oci_spec::runtime::{ProcessBuilder, Spec, UserBuilder};
+
+    fn spec_with(uid: u32, gid: u32, additional: Vec<u32>) -> Spec {
+        let user = UserBuilder::default()
+            .uid(uid)
+            .gid(gid)
+            .additional_gids(additional)
+            .build()
+            .unwrap();
+        let mut spec = Spec::default();
+        spec.set_process(Some(ProcessBuilder::default().user(user).build().unwrap()));
+        spec
+    }
+
+    #[test]
+    fn user_comes_from_the_applied_spec() {
+        let linux = process_user(&spec_with(1000, 3000, vec![50000, 3000, 60000]))
+            .linux
+            .expect("user");
+        assert_eq!((linux.uid, linux.gid), (1000, 3000));
+        assert_eq!(linux.supplemental_groups, vec![3000, 50000, 60000]);
+        let linux = process_user(&spec_with(0, 0, vec![])).linux.expect("user");
+        assert_eq!(linux.supplemental_groups, vec![0]);
+        let mut none = Spec::default();
+        none.set_process(None);
+        assert!(process_user(&none).linux.is_none());
     }
 }

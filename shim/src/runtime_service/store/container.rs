@@ -75,6 +75,10 @@ pub(crate) struct ContainerRecord {
     /// Current resources (updated by UpdateContainerResources).
     #[serde(with = "super::proto_field")]
     pub(crate) resources: LinuxContainerResources,
+    /// The identity the process got (from the applied OCI spec), for
+    /// ContainerStatus and container events; empty in older checkpoints.
+    #[serde(default, with = "super::proto_field")]
+    pub(crate) user: cria_proto::v1::ContainerUser,
 }
 
 impl Record for ContainerRecord {
