@@ -342,6 +342,90 @@ pub fn join_cgroup2_at(dir: &fs::File) -> Result<(), RuntimeError> {
         .map_err(|e| RuntimeError::io("write", "cgroup.procs", e))
 }
 
+/// `clone3` flag: start the child in the cgroup2 directory given by fd.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The kernel's `struct clone_args` (clone3(2), version 2: 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Forks (no new stack) with the namespace flags `flags`, the child born in
+/// the cgroup2 directory open as `cgroup2` (clone3 `CLONE_INTO_CGROUP`;
+/// `O_RDONLY`, not `O_PATH`: the kernel takes it with fdget()), so it never
+/// has to move there (decision 14). Falls back to clone(2) where clone3 or
+/// the flag is refused (ENOSYS, E2BIG: an old kernel; EINVAL, EOPNOTSUPP,
+/// EBUSY: a cgroup that takes no processes); ENOMEM, EAGAIN (`pids.max`) and
+/// EPERM are reported, as a plain clone would fail too or slip past the
+/// limit. Returns clone's result (0 in the child) and whether the child was
+/// born in `cgroup2`; the child then still joins any v1 hierarchy itself
+/// ([`Cgroup::join_self`]).
+///
+/// # Safety
+/// The caller must be single-threaded: the child runs ordinary code until
+/// it execs or exits.
+pub unsafe fn clone_into_cgroup(
+    flags: u64,
+    cgroup2: Option<&fs::File>,
+) -> std::io::Result<(i64, bool)> {
+    use std::os::fd::AsRawFd;
+    let sigchld = libc::SIGCHLD as u64;
+    if let Some(fd) = cgroup2 {
+        let args = CloneArgs {
+            flags: flags | CLONE_INTO_CGROUP,
+            exit_signal: sigchld,
+            cgroup: fd.as_raw_fd() as u64,
+            ..CloneArgs::default()
+        };
+        // SAFETY: clone3 without a new stack behaves like fork (the caller
+        // is single-threaded); `args` outlives the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if ret >= 0 {
+            return Ok((ret, true));
+        }
+        let e = std::io::Error::last_os_error();
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::ENOMEM | libc::EAGAIN | libc::EPERM)
+        ) {
+            return Err(e);
+        }
+    }
+    // SAFETY: as above, with the classic clone(2).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | sigchld,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((ret, false))
+}
+
 fn parse_pids(s: &str) -> Vec<i32> {
     s.lines().filter_map(|l| l.trim().parse().ok()).collect()
 }

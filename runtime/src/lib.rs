@@ -49,6 +49,8 @@ pub struct RuntimeConfig {
 #[derive(Debug, Clone)]
 pub struct Runtime {
     config: RuntimeConfig,
+    /// cgroupfs root of pod cgroups (`/sys/fs/cgroup`).
+    pod_cgroup_root: PathBuf,
 }
 
 /// What `create` needs to make a container.
@@ -95,7 +97,23 @@ pub struct ExecOutput {
 impl Runtime {
     /// A runtime using `config`; creates nothing until used.
     pub fn new(config: RuntimeConfig) -> Self {
-        Runtime { config }
+        Runtime {
+            config,
+            pod_cgroup_root: PathBuf::from(cgroup::DEFAULT_ROOT),
+        }
+    }
+
+    /// The same runtime making pod cgroups (and the pause's) under another
+    /// cgroupfs root: tests point it at a hybrid host's cgroup2 mount to run
+    /// the cgroup v2 path on a v1 host. Containers always use the default.
+    pub fn with_pod_cgroup_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.pod_cgroup_root = root.into();
+        self
+    }
+
+    /// The cgroupfs root pod cgroups are made under.
+    pub fn pod_cgroup_root(&self) -> &std::path::Path {
+        &self.pod_cgroup_root
     }
 
     /// The configuration this runtime was made with.
@@ -194,8 +212,22 @@ impl Runtime {
         sandbox::load(self, id)
     }
 
+    /// Kills a sandbox's pause (its cgroup is empty on return); namespaces
+    /// and cgroups stay for `remove_sandbox`. Idempotent: an unknown id or
+    /// a pod without a pause is success.
+    pub fn stop_sandbox(&self, id: &str) -> Result<(), RuntimeError> {
+        sandbox::stop(self, id)
+    }
+
+    /// Ids of every sandbox with a state dir (recovery finds the ones a
+    /// crash left without a pod record).
+    pub fn sandboxes(&self) -> Result<Vec<String>, RuntimeError> {
+        sandbox::list(self)
+    }
+
     /// Unmounts and removes a sandbox's pinned namespaces, kills its pause and
-    /// removes its pod cgroup. Idempotent: an unknown id is success.
+    /// removes its cgroups (the pause's, then the pod's). Idempotent: an
+    /// unknown id is success.
     pub fn remove_sandbox(&self, id: &str) -> Result<(), RuntimeError> {
         sandbox::remove(self, id)
     }

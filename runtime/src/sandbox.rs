@@ -8,7 +8,10 @@
 //! container (no image, no monitor, no RSS per pod). Only a pod-wide PID
 //! namespace needs a live process (a PID namespace whose init died accepts
 //! no new members), so then the helper leaves a pause behind: PID 1 of the
-//! new namespace, which reaps orphans and sleeps.
+//! new namespace, which reaps orphans and sleeps. The pause is born in the
+//! pod's cgroup, in a leaf of its own (`<pod cgroup>/<sandbox id>`, see
+//! [`pause_cgroup_path`]), so the pod's accounting and limits cover it and
+//! the pod's cgroup finds it when criad's records do not (decision 19).
 //!
 //! The pin files live on private bind mounts (`<state>/netns`,
 //! `<state>/pods`), so the nsfs mounts never propagate into other mount
@@ -68,11 +71,19 @@ pub struct SandboxNamespaces {
     pub shm: Option<PathBuf>,
 }
 
-/// What is recorded on disk for `load` and `remove`.
+/// What is recorded on disk for `load`, `stop` and `remove`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
     request: SandboxCreate,
     namespaces: SandboxNamespaces,
+    /// The cgroupfs root the pod cgroup was made under (records older than
+    /// the field: the default root).
+    #[serde(default = "default_cgroup_root")]
+    cgroup_root: PathBuf,
+}
+
+fn default_cgroup_root() -> PathBuf {
+    PathBuf::from(cgroup::DEFAULT_ROOT)
 }
 
 /// The helper's request (argv) and answer (stdout).
@@ -80,6 +91,8 @@ struct Record {
 struct HelperRequest {
     request: SandboxCreate,
     paths: SandboxNamespaces,
+    /// The cgroup the pause is born in: (cgroupfs root, cgroup path).
+    pause_cgroup: Option<(PathBuf, String)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -93,6 +106,56 @@ const RECORD: &str = "sandbox.json";
 /// argv[0] of the sandbox helper, and so of the pause it leaves behind (what
 /// the pod's containers see as their PID 1's command line).
 pub const PAUSE_ARGV0: &str = "cria-pause";
+
+/// The pause's cgroup: a leaf named by the sandbox id under the pod cgroup,
+/// beside the containers' `<pod cgroup>/<container id>` leaves (where
+/// containerd's pause container sits too). Not the pod cgroup itself: on
+/// cgroup v2 a cgroup with controllers enabled for its children holds no
+/// process (decision 19).
+pub fn pause_cgroup_path(pod_cgroup: &str, sandbox_id: &str) -> String {
+    format!("{}/{sandbox_id}", pod_cgroup.trim_end_matches('/'))
+}
+
+/// Makes the pod cgroup in every hierarchy under `root`, then the pause's
+/// leaf in it when the pod has a pause; returns the leaf's path.
+fn create_cgroups(root: &Path, req: &SandboxCreate) -> Result<Option<String>, RuntimeError> {
+    let Some(parent) = &req.cgroup_parent else {
+        return Ok(None);
+    };
+    cgroup::open(root, parent)?.create()?;
+    if !req.pod_pid {
+        return Ok(None);
+    }
+    let leaf = pause_cgroup_path(parent, &req.id);
+    cgroup::open(root, &leaf)?.create()?;
+    Ok(Some(leaf))
+}
+
+/// SIGKILLs every process in the pause's cgroup (the pause, and anything
+/// that joined it); returns their pids. This finds a pause whose pid was
+/// never recorded (criad died between the helper's answer and the record).
+fn kill_pause_cgroup(root: &Path, req: &SandboxCreate) -> Result<Vec<i32>, RuntimeError> {
+    let (Some(parent), true) = (&req.cgroup_parent, req.pod_pid) else {
+        return Ok(Vec::new());
+    };
+    let pids = cgroup::open(root, &pause_cgroup_path(parent, &req.id))?.procs()?;
+    for pid in &pids {
+        // It may exit meanwhile: ESRCH is fine.
+        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    Ok(pids)
+}
+
+/// Removes the pause's leaf, then the pod cgroup (missing is fine).
+fn remove_cgroups(root: &Path, req: &SandboxCreate) -> Result<(), RuntimeError> {
+    let Some(parent) = &req.cgroup_parent else {
+        return Ok(());
+    };
+    if req.pod_pid {
+        cgroup::open(root, &pause_cgroup_path(parent, &req.id))?.remove()?;
+    }
+    cgroup::open(root, parent)?.remove()
+}
 
 fn pod_dir(rt: &Runtime, id: &str) -> PathBuf {
     rt.config.state_root.join("pods").join(id)
@@ -207,6 +270,7 @@ pub(crate) fn create(rt: &Runtime, req: &SandboxCreate) -> Result<SandboxNamespa
         let rec = Record {
             request: req.clone(),
             namespaces: ns.clone(),
+            cgroup_root: rt.pod_cgroup_root().to_path_buf(),
         };
         let bytes = serde_json::to_vec(&rec).map_err(std::io::Error::other);
         bytes
@@ -230,9 +294,10 @@ fn create_parts(
     req: &SandboxCreate,
     ns: &mut SandboxNamespaces,
 ) -> Result<(), RuntimeError> {
-    if let Some(parent) = &req.cgroup_parent {
-        cgroup::open(Path::new(cgroup::DEFAULT_ROOT), parent)?.create()?;
-    }
+    // The pod cgroup and the pause's leaf exist before the pause is cloned
+    // into them; a failure later removes them with the rest (`remove`).
+    let root = rt.pod_cgroup_root();
+    let pause_cgroup = create_cgroups(root, req)?.map(|leaf| (root.to_path_buf(), leaf));
     if let (Some(size), Some(shm)) = (req.shm_size, &ns.shm) {
         mkdir_private(shm)?;
         mount(
@@ -250,6 +315,7 @@ fn create_parts(
     let helper = HelperRequest {
         request: req.clone(),
         paths: ns.clone(),
+        pause_cgroup,
     };
     let json = serde_json::to_string(&helper).map_err(|e| RuntimeError::InvalidArgument {
         field: "sandbox".into(),
@@ -295,7 +361,8 @@ fn create_parts(
     }
 }
 
-pub(crate) fn load(rt: &Runtime, id: &str) -> Result<SandboxNamespaces, RuntimeError> {
+/// The sandbox's record; `NotFound` when it has none.
+fn read_record(rt: &Runtime, id: &str) -> Result<Record, RuntimeError> {
     check_id(id)?;
     let p = pod_dir(rt, id).join(RECORD);
     let bytes = match std::fs::read(&p) {
@@ -305,9 +372,73 @@ pub(crate) fn load(rt: &Runtime, id: &str) -> Result<SandboxNamespaces, RuntimeE
         }
         Err(e) => return Err(RuntimeError::io("read", p, e)),
     };
-    let rec: Record = serde_json::from_slice(&bytes)
-        .map_err(|e| RuntimeError::io("parse", &p, std::io::Error::other(e)))?;
-    Ok(rec.namespaces)
+    serde_json::from_slice(&bytes)
+        .map_err(|e| RuntimeError::io("parse", &p, std::io::Error::other(e)))
+}
+
+pub(crate) fn load(rt: &Runtime, id: &str) -> Result<SandboxNamespaces, RuntimeError> {
+    Ok(read_record(rt, id)?.namespaces)
+}
+
+/// Ids of the sandboxes with a dir under `<state>/pods` (recovery compares
+/// them with its pod records to find the ones a crash left behind).
+pub(crate) fn list(rt: &Runtime) -> Result<Vec<String>, RuntimeError> {
+    let dir = rt.config.state_root.join("pods");
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(RuntimeError::io("read dir", dir, e)),
+    };
+    Ok(rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|id| check_id(id).is_ok())
+        .collect())
+}
+
+/// Kills the pause: by its recorded pid while that pid still holds the
+/// pod's PID namespace (not a reused pid; also a pause made before pauses
+/// had a cgroup), and whatever runs in the pause's cgroup.
+fn kill_pause(
+    root: &Path,
+    req: &SandboxCreate,
+    ns: &SandboxNamespaces,
+) -> Result<(), RuntimeError> {
+    if let (Some(pid), Some(pin)) = (ns.pause_pid, &ns.pid) {
+        if same_pid_ns(pid, pin) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    kill_pause_cgroup(root, req).map(drop)
+}
+
+/// How long `stop` waits for a killed pause to leave its cgroup.
+const PAUSE_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// StopPodSandbox's part: kills the pause (the pod's PID namespace dies
+/// with it) and waits until its cgroup is empty; namespaces, pins and
+/// cgroups stay for `remove`. Idempotent; an unknown id is success.
+pub(crate) fn stop(rt: &Runtime, id: &str) -> Result<(), RuntimeError> {
+    let rec = match read_record(rt, id) {
+        Ok(rec) => rec,
+        Err(RuntimeError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let (root, req) = (&rec.cgroup_root, &rec.request);
+    kill_pause(root, req, &rec.namespaces)?;
+    let deadline = std::time::Instant::now() + PAUSE_EXIT_WAIT;
+    // Bounded: SIGKILLed tasks leave the cgroup within milliseconds.
+    while !kill_pause_cgroup(root, req)?.is_empty() {
+        if std::time::Instant::now() >= deadline {
+            return Err(RuntimeError::Timeout {
+                id: id.into(),
+                op: "the killed pause to exit".into(),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Ok(())
 }
 
 /// Unmounts and unlinks a pin file; missing is fine.
@@ -343,8 +474,8 @@ pub(crate) fn remove(rt: &Runtime, id: &str) -> Result<(), RuntimeError> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
     // Without a record, remove what the layout says may exist.
-    let (req, ns) = match rec {
-        Some(r) => (r.request, r.namespaces),
+    let (req, ns, cgroup_root) = match rec {
+        Some(r) => (r.request, r.namespaces, r.cgroup_root),
         None => {
             let req = SandboxCreate {
                 id: id.into(),
@@ -362,14 +493,11 @@ pub(crate) fn remove(rt: &Runtime, id: &str) -> Result<(), RuntimeError> {
                     ..req
                 },
                 ns,
+                rt.pod_cgroup_root().to_path_buf(),
             )
         }
     };
-    if let (Some(pid), Some(pin)) = (ns.pause_pid, &ns.pid) {
-        if same_pid_ns(pid, pin) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-    }
+    kill_pause(&cgroup_root, &req, &ns)?;
     for p in [&ns.network, &ns.ipc, &ns.uts, &ns.pid]
         .into_iter()
         .flatten()
@@ -382,6 +510,9 @@ pub(crate) fn remove(rt: &Runtime, id: &str) -> Result<(), RuntimeError> {
             Err(e) => return Err(RuntimeError::sys(format!("unmount {shm:?}"), e)),
         }
     }
+    // The cgroups before the record: if the killed pause has not left yet
+    // (EBUSY past the retries), a retry still knows where they are.
+    remove_cgroups(&cgroup_root, &req)?;
     match std::fs::remove_dir_all(&pod) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -397,9 +528,6 @@ pub(crate) fn remove(rt: &Runtime, id: &str) -> Result<(), RuntimeError> {
                 None => RuntimeError::io("remove", pod, e),
             });
         }
-    }
-    if let Some(parent) = &req.cgroup_parent {
-        cgroup::open(Path::new(cgroup::DEFAULT_ROOT), parent)?.remove()?;
     }
     Ok(())
 }
@@ -484,25 +612,31 @@ fn helper(h: &HelperRequest) -> Result<Option<i32>, String> {
     // its set-up over a pipe: "ok" or the failed step.
     let pause_root = pid_pin.with_file_name("pause-root");
     mkdir_private(&pause_root).map_err(|e| e.to_string())?;
+    // The pause lives in the pod's cgroup (its own leaf), never in criad's:
+    // born in the cgroup2 directory, it joins the v1 hierarchies itself.
+    let cg = match &h.pause_cgroup {
+        Some((root, path)) => Some(cgroup::open(root, path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let cg2 = cg
+        .as_ref()
+        .and_then(|c| c.clone_into_dir())
+        .map(|d| std::fs::File::open(d).map_err(|e| format!("open cgroup {d:?}: {e}")))
+        .transpose()?;
     let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| format!("pipe: {}", lower(e.desc())))?;
-    // SAFETY: raw clone without a new stack is a fork; we are single-threaded.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
+    // SAFETY: the helper is single-threaded.
+    let (ret, born_in_cgroup2) = unsafe {
+        cgroup::clone_into_cgroup(
+            (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64,
+            cg2.as_ref(),
         )
-    };
-    if ret < 0 {
-        return Err(format!("clone pause: {}", std::io::Error::last_os_error()));
     }
+    .map_err(|e| format!("clone pause: {e}"))?;
     if ret == 0 {
         drop(report_r);
-        pause(&pause_root, report_w);
+        drop(cg2);
+        pause(&pause_root, cg.as_deref(), born_in_cgroup2, report_w);
     }
     drop(report_w);
     let pid = ret as i32;
@@ -572,9 +706,33 @@ fn isolate_pause(root: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The pause process: isolates itself, reports on `report`, then reaps
-/// orphans of the pod's PID namespace, forever.
-fn pause(root: &Path, report: std::os::fd::OwnedFd) -> ! {
+/// The oom_score_adj containerd gives a pod's sandbox: the pause is in the
+/// pod's memory cgroup, and an OOM kill of it would end the pod's PID
+/// namespace with every process in it.
+const PAUSE_OOM_SCORE_ADJ: i32 = -998;
+
+/// Lowers our oom_score_adj to [`PAUSE_OOM_SCORE_ADJ`] (never raises it).
+/// Best effort: lowering needs CAP_SYS_RESOURCE, which not every root has;
+/// the inherited value stays then.
+fn protect_from_oom() {
+    let path = "/proc/self/oom_score_adj";
+    let current = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    if current.is_some_and(|c| c > PAUSE_OOM_SCORE_ADJ) {
+        let _ = std::fs::write(path, PAUSE_OOM_SCORE_ADJ.to_string());
+    }
+}
+
+/// The pause process: joins its cgroup (`born_in_cgroup2`: clone3 put it
+/// in the cgroup2 directory already), isolates itself, reports on
+/// `report`, then reaps orphans of the pod's PID namespace, forever.
+fn pause(
+    root: &Path,
+    cgroup: Option<&dyn cgroup::Cgroup>,
+    born_in_cgroup2: bool,
+    report: std::os::fd::OwnedFd,
+) -> ! {
     let _ = nix::unistd::setsid();
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
@@ -587,7 +745,13 @@ fn pause(root: &Path, report: std::os::fd::OwnedFd) -> ! {
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
         }
     }
-    let result = isolate_pause(root);
+    // Cgroups first: the host's cgroupfs is out of sight once isolated.
+    let joined = cgroup.map_or(Ok(()), |cg| {
+        cg.join_self(born_in_cgroup2)
+            .map_err(|e| format!("join cgroup: {e}"))
+    });
+    protect_from_oom();
+    let result = joined.and_then(|()| isolate_pause(root));
     let answer = match &result {
         Ok(()) => "ok".to_string(),
         Err(e) => e.clone(),
@@ -670,6 +834,106 @@ mod tests {
         );
         assert_eq!(mount_points(INFO, Path::new("/s/with space")).0, 1);
         assert_eq!(mount_points(INFO, Path::new("/s/none")), (0, vec![]));
+    }
+
+    fn pod(id: &str, parent: Option<&str>, pod_pid: bool) -> SandboxCreate {
+        SandboxCreate {
+            id: id.into(),
+            pod_pid,
+            cgroup_parent: parent.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_pause_cgroup_is_a_leaf_named_by_the_sandbox_under_the_pod_cgroup() {
+        assert_eq!(
+            pause_cgroup_path("/kubepods/podu", "s1"),
+            "/kubepods/podu/s1"
+        );
+        assert_eq!(
+            pause_cgroup_path("/kubepods/podu/", "s1"),
+            "/kubepods/podu/s1"
+        );
+    }
+
+    #[test]
+    fn v2_pod_cgroup_is_an_inner_node_and_the_pause_gets_a_leaf() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("cgroup.controllers"), "cpu memory pids").unwrap();
+        let leaf = create_cgroups(root.path(), &pod("s1", Some("/kp/podu"), true)).unwrap();
+        assert_eq!(leaf.as_deref(), Some("/kp/podu/s1"));
+        let pod_dir = root.path().join("kp/podu");
+        // Controllers are enabled for the pod's children, so on v2 the pod
+        // cgroup itself can hold no process: the pause is born in its leaf.
+        assert_eq!(
+            std::fs::read_to_string(pod_dir.join("cgroup.subtree_control")).unwrap(),
+            "+cpu +memory +pids"
+        );
+        let cg = cgroup::open(root.path(), "/kp/podu/s1").unwrap();
+        assert_eq!(cg.clone_into_dir(), Some(pod_dir.join("s1").as_path()));
+        assert!(pod_dir.join("s1").is_dir());
+        // A pod without a pod PID namespace has no pause and no leaf.
+        let none = create_cgroups(root.path(), &pod("s2", Some("/kp/podv"), false)).unwrap();
+        assert_eq!(none, None);
+        assert!(root.path().join("kp/podv").is_dir());
+        assert!(!root.path().join("kp/podv/s2").exists());
+        assert_eq!(
+            create_cgroups(root.path(), &pod("s3", None, true)).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn v1_pause_leaf_in_every_hierarchy_and_the_hybrid_cgroup2_mount() {
+        let root = tempfile::tempdir().unwrap();
+        for d in ["cpuset", "memory", "pids", "unified"] {
+            std::fs::create_dir(root.path().join(d)).unwrap();
+        }
+        std::fs::write(root.path().join("unified/cgroup.controllers"), "hugetlb").unwrap();
+        std::fs::write(root.path().join("cpuset/cpuset.cpus"), "0-1").unwrap();
+        std::fs::write(root.path().join("cpuset/cpuset.mems"), "0").unwrap();
+        create_cgroups(root.path(), &pod("s1", Some("podu"), true)).unwrap();
+        for d in ["cpuset", "memory", "pids", "unified"] {
+            assert!(root.path().join(d).join("podu/s1").is_dir(), "{d}");
+        }
+        // cpuset levels inherit cpus and mems, or joining them would fail.
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("cpuset/podu/s1/cpuset.cpus")).unwrap(),
+            "0-1"
+        );
+        let cg = cgroup::open(root.path(), &pause_cgroup_path("podu", "s1")).unwrap();
+        let unified = root.path().join("unified/podu/s1");
+        assert_eq!(cg.clone_into_dir(), Some(unified.as_path()));
+    }
+
+    #[test]
+    fn remove_cgroups_takes_the_pause_leaf_then_the_pod_cgroup() {
+        let root = tempfile::tempdir().unwrap();
+        for d in ["memory", "pids"] {
+            std::fs::create_dir(root.path().join(d)).unwrap();
+        }
+        let req = pod("s1", Some("/kp/podu"), true);
+        create_cgroups(root.path(), &req).unwrap();
+        remove_cgroups(root.path(), &req).unwrap();
+        for d in ["memory", "pids"] {
+            assert!(!root.path().join(d).join("kp/podu").exists(), "{d}");
+            assert!(root.path().join(d).join("kp").is_dir(), "{d}: parent kept");
+        }
+        // Idempotent: nothing left to remove is success.
+        remove_cgroups(root.path(), &req).unwrap();
+        assert!(kill_pause_cgroup(root.path(), &req).unwrap().is_empty());
+    }
+
+    #[test]
+    fn records_from_before_the_cgroup_root_use_the_default_root() {
+        let old = r#"{"request":{"id":"s1","hostname":"h","new_network":true,
+            "new_ipc":true,"new_uts":true,"pod_pid":true,"shm_size":null,
+            "cgroup_parent":"/p"},"namespaces":{"network":null,"ipc":null,
+            "uts":null,"pid":"/s/pods/s1/ns/pid","pause_pid":42,"shm":null}}"#;
+        let rec: Record = serde_json::from_str(old).unwrap();
+        assert_eq!(rec.cgroup_root, Path::new(cgroup::DEFAULT_ROOT));
+        assert_eq!(rec.namespaces.pause_pid, Some(42));
     }
 
     #[test]
