@@ -1,11 +1,12 @@
 //! Start-up recovery: records from the checkpoints, reconciled with what
-//! the runtime (whose monitors outlive criad) says about each container.
+//! the runtime (whose monitors outlive criad) says about each container and
+//! pod sandbox.
 
 use super::container::{exit_watch, record_exit};
 use super::context::blocking;
 use super::store::container::{ContainerPhase, ContainerRecord};
-use super::store::sandbox::SandboxState;
-use super::store::Entry;
+use super::store::sandbox::{SandboxRecord, SandboxState};
+use super::store::{Entry, Record};
 use super::RuntimeContext;
 use cria_runtime::{RuntimeError, Status as RtStatus};
 use std::sync::Arc;
@@ -18,6 +19,57 @@ pub(crate) async fn recover(ctx: &Arc<RuntimeContext>) {
         tracing::error!(error = %e, "recovery failed");
     }
     super::sandbox::network::release_orphans(ctx).await;
+    let c = ctx.clone();
+    if let Err(e) = blocking(move || release_orphan_sandboxes(&c)).await {
+        tracing::error!(error = %e, "releasing orphan pod sandboxes failed");
+    }
+}
+
+/// Sandboxes the runtime still holds that criad has no record of: a
+/// RunPodSandbox cut short by a crash (the record is written last), which
+/// kubelet never saw. Their pause is found through its cgroup even when its
+/// pid was never recorded, and killed; the rest goes too, except the
+/// namespaces of one whose CNI teardown failed (`release_orphans` left its
+/// cache entry): its next start retries the DEL, which needs the netns. A
+/// pod dir holding a checkpoint that could not be read is left alone.
+fn release_orphan_sandboxes(ctx: &Arc<RuntimeContext>) {
+    let ids = match ctx.runtime.sandboxes() {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::error!(error = %e, "listing the runtime's pod sandboxes");
+            return;
+        }
+    };
+    let cni_pending: Vec<String> =
+        super::sandbox::network::cached_attachments(&ctx.cni.options().cache_dir)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+    for id in ids {
+        let known = ctx.sandboxes.get(&id).is_ok_and(|e| e.get().id == id);
+        let dir = ctx.sandboxes.object_dir(&id);
+        if known || dir.join(SandboxRecord::FILE).exists() {
+            continue;
+        }
+        let keep_netns = cni_pending.contains(&id);
+        tracing::warn!(sandbox = %id, keep_netns, "pod sandbox without a record: killing its pause, removing what is left");
+        let done = if keep_netns {
+            ctx.runtime.stop_sandbox(&id)
+        } else {
+            ctx.runtime.remove_sandbox(&id)
+        };
+        if let Err(e) = done {
+            tracing::warn!(sandbox = %id, error = %e, "releasing an orphan pod sandbox failed");
+            continue;
+        }
+        if !keep_netns {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(sandbox = %id, error = %e, "removing orphan pod dir");
+                }
+            }
+        }
+    }
 }
 
 fn recover_blocking(ctx: &Arc<RuntimeContext>) {
@@ -34,6 +86,12 @@ fn recover_blocking(ctx: &Arc<RuntimeContext>) {
             .reserve(&record.reserved_name(), &record.id)
         {
             tracing::error!(sandbox = %record.id, error = %e, "duplicate pod sandbox name");
+        }
+        // A stop cut short by a crash may have left the pause running.
+        if record.state == SandboxState::NotReady {
+            if let Err(e) = ctx.runtime.stop_sandbox(&record.id) {
+                tracing::warn!(sandbox = %record.id, error = %e, "killing the pause of a stopped pod sandbox");
+            }
         }
         // After a reboot /run is empty: the pod's namespaces are gone.
         if record.state == SandboxState::Ready {

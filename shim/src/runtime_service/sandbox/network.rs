@@ -96,7 +96,7 @@ pub(crate) async fn detach(ctx: &RuntimeContext, sandbox: &SandboxRecord) -> Res
 
 /// The sandbox ids with a CNI cache entry (`<id>-<ifname>.json`, ids are
 /// ours: 64 hex) and their interfaces.
-fn cached_attachments(cache_dir: &Path) -> Vec<(String, String)> {
+pub(crate) fn cached_attachments(cache_dir: &Path) -> Vec<(String, String)> {
     let Ok(rd) = std::fs::read_dir(cache_dir) else {
         return Vec::new();
     };

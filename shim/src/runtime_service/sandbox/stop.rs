@@ -1,9 +1,10 @@
 //! StopPodSandbox: kill every container of the pod, detach its network,
-//! mark it NOTREADY. Idempotent; an unknown id is success (kubelet retries
+//! kill its pause (a pod PID namespace's PID 1), mark it NOTREADY. Idempotent; an unknown id is success (kubelet retries
 //! stops of pods that are already gone).
 
 use super::network;
 use crate::runtime_service::container;
+use crate::runtime_service::context::{blocking, runtime_status};
 use crate::runtime_service::store::sandbox::{SandboxRecord, SandboxState};
 use crate::runtime_service::store::{Entry, StoreError};
 use crate::runtime_service::RuntimeContext;
@@ -45,6 +46,11 @@ pub(crate) async fn stop(ctx: &Arc<RuntimeContext>, id: &str) -> Result<(), Stat
         container::stop::stop(ctx, &container_id, 0).await?;
     }
     network::detach(ctx, &record).await?;
+    // Last: the containers that shared its PID namespace are gone already.
+    let (rt_ctx, sandbox_id) = (ctx.clone(), record.id.clone());
+    blocking(move || rt_ctx.runtime.stop_sandbox(&sandbox_id))
+        .await?
+        .map_err(runtime_status)?;
     entry.update(|r| {
         r.state = SandboxState::NotReady;
         r.network.attached = false;
