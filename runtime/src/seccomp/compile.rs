@@ -19,15 +19,7 @@ use oci_spec::runtime::{
     LinuxSeccompOperator as Op,
 };
 
-/// One BPF instruction as the kernel's `struct sock_filter`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Insn {
-    pub(super) code: u16,
-    pub(super) jt: u8,
-    pub(super) jf: u8,
-    pub(super) k: u32,
-}
+use super::bpf::Insn;
 
 /// The kernel's `struct sock_fprog`.
 #[repr(C)]
@@ -120,8 +112,33 @@ impl Filters {
     /// Compiles `linux.seccomp` for the native ABI plus the architectures it
     /// lists. Syscall names no listed ABI knows are skipped (logged), as
     /// runc does; when the default action refuses, syscalls numbered above
-    /// every one the profile names get ENOSYS (`enosys.rs`).
+    /// every one the profile names get ENOSYS (`enosys.rs`). The program is
+    /// then compacted (`compact.rs`), or kept as libseccomp made it where
+    /// that cannot be done.
     pub(crate) fn compile(sc: &LinuxSeccomp) -> Result<Self, SeccompError> {
+        let long = Self::uncompacted(sc)?;
+        let prog = match super::compact::compact(&long) {
+            Ok(short) => {
+                tracing::debug!(
+                    from = long.len(),
+                    to = short.len(),
+                    "seccomp: program compacted"
+                );
+                short
+            }
+            Err(why) => {
+                tracing::debug!(instructions = long.len(), %why, "seccomp: program kept as compiled");
+                long
+            }
+        };
+        Ok(Filters {
+            flags: flag_bits(sc.flags().as_deref().unwrap_or_default()),
+            prog,
+        })
+    }
+
+    /// The program as libseccomp and the ENOSYS prefix make it.
+    pub(super) fn uncompacted(sc: &LinuxSeccomp) -> Result<Vec<Insn>, SeccompError> {
         let default_errno = sc.default_errno_ret().unwrap_or(libc::EPERM as u32);
         let default = action(sc.default_action(), sc.default_errno_ret(), default_errno)?;
         let mut ctx = ScmpFilterContext::new(default).map_err(|e| lib_err("new filter", e))?;
@@ -185,10 +202,7 @@ impl Filters {
         };
         let main = insns(&export(&ctx)?).ok_or_else(|| lib_err("export", "odd program length"))?;
         prog.extend(main);
-        Ok(Filters {
-            flags: flag_bits(sc.flags().as_deref().unwrap_or_default()),
-            prog,
-        })
+        Ok(prog)
     }
 
     /// Loads the filter into the calling thread (needs no_new_privs or

@@ -5,21 +5,12 @@
 //! action's EPERM. Numbers up to that highest one go to libseccomp's program
 //! unchanged.
 
-use super::compile::Insn;
+use super::bpf::{
+    Asm, Insn, Label, JMP_JEQ_K, JMP_JGE_K, JMP_JGT_K, JMP_JSET_K, OFF_ARCH, OFF_NR, RET_ERRNO,
+};
 use libseccomp::{ScmpArch, ScmpSyscall};
 
-// Classic BPF opcodes (linux/filter.h) and seccomp's data layout and return
-// values (linux/seccomp.h).
-const LD_W_ABS: u16 = 0x20;
-const JMP_JA: u16 = 0x05;
-const JMP_JEQ_K: u16 = 0x15;
-const JMP_JGT_K: u16 = 0x25;
-const JMP_JGE_K: u16 = 0x35;
-const JMP_JSET_K: u16 = 0x45;
-const RET_K: u16 = 0x06;
-const OFF_NR: u32 = 0;
-const OFF_ARCH: u32 = 4;
-const RET_ERRNO: u32 = 0x0005_0000;
+/// x32's marker in x86_64 syscall numbers (`__X32_SYSCALL_BIT`).
 const X32_BIT: u32 = 0x4000_0000;
 /// 32-bit arm's private syscalls (breakpoint, cacheflush, set_tls) live at
 /// 0x0f0001…: apart from the numbered table, so they neither raise its
@@ -52,136 +43,106 @@ fn highest(names: &[&str], arch: ScmpArch) -> Option<u32> {
         .max()
 }
 
-/// Where a jump of the prefix goes.
-#[derive(Clone, Copy)]
-enum To {
-    /// The next instruction.
-    Next,
-    /// The ENOSYS return, the prefix's last instruction.
-    Enosys,
-    /// libseccomp's program, right after the prefix.
-    Main,
-    /// The first instruction of the next architecture's block.
-    NextBlock,
-    /// Over this many instructions after the next.
-    Skip(usize),
-}
-
-/// A prefix instruction before its jumps are resolved to offsets.
-struct Op {
-    code: u16,
-    k: u32,
-    jt: To,
-    jf: To,
-}
-
-fn op(code: u16, k: u32, jt: To, jf: To) -> Op {
-    Op { code, k, jt, jf }
-}
-
 /// The prefix for a filter over `arches` whose rules name `names`; empty
 /// when no ABI has a known highest number.
 pub(super) fn prefix(names: &[&str], arches: &[ScmpArch]) -> Vec<Insn> {
+    let mut a = Asm::default();
+    let (enosys, main) = (a.label(), a.label());
+    a.load(OFF_ARCH);
     // One block per audit architecture: check it, load the number, compare.
-    let mut blocks: Vec<Vec<Op>> = Vec::new();
     let mut done: Vec<u32> = Vec::new();
-    for &a in arches {
-        let Some(audit) = audit_arch(a) else { continue };
+    for &abi in arches {
+        let Some(audit) = audit_arch(abi) else {
+            continue;
+        };
         if done.contains(&audit) {
             continue;
         }
-        done.push(audit);
-        let mut b = vec![
-            op(JMP_JEQ_K, audit, To::Next, To::NextBlock),
-            op(LD_W_ABS, OFF_NR, To::Next, To::Next),
-        ];
-        if audit_arch(ScmpArch::X8664) == Some(audit) {
+        let block = if audit_arch(ScmpArch::X8664) == Some(audit) {
             // x86_64 and x32 share the audit architecture: x32 numbers carry
             // bit 30 and are compared against x32's highest.
             let known = |abi| arches.contains(&abi).then(|| highest(names, abi)).flatten();
-            match (known(ScmpArch::X8664), known(ScmpArch::X32)) {
-                (Some(native), Some(x32)) => b.extend([
-                    op(JMP_JSET_K, X32_BIT, To::Skip(1), To::Next),
-                    op(JMP_JGT_K, native, To::Enosys, To::Main),
-                    op(JMP_JGT_K, x32, To::Enosys, To::Main),
-                ]),
-                (Some(native), None) => b.extend([
-                    op(JMP_JSET_K, X32_BIT, To::Main, To::Next),
-                    op(JMP_JGT_K, native, To::Enosys, To::Main),
-                ]),
-                (None, Some(x32)) => b.extend([
-                    op(JMP_JSET_K, X32_BIT, To::Next, To::Main),
-                    op(JMP_JGT_K, x32, To::Enosys, To::Main),
-                ]),
-                (None, None) => continue,
+            let (native, x32) = (known(ScmpArch::X8664), known(ScmpArch::X32));
+            if native.is_none() && x32.is_none() {
+                continue;
             }
+            Block::X86_64 { native, x32 }
         } else {
-            let Some(m) = highest(names, a) else { continue };
-            if a == ScmpArch::Arm {
-                b.push(op(JMP_JGE_K, ARM_PRIVATE, To::Main, To::Next));
+            let Some(m) = highest(names, abi) else {
+                continue;
+            };
+            Block::Other {
+                highest: m,
+                arm: abi == ScmpArch::Arm,
             }
-            b.push(op(JMP_JGT_K, m, To::Enosys, To::Main));
-        }
-        blocks.push(b);
+        };
+        done.push(audit);
+        let (body, next) = (a.label(), a.label());
+        a.branch(JMP_JEQ_K, audit, body, next);
+        a.mark(body);
+        a.load(OFF_NR);
+        block.emit(&mut a, enosys, main);
+        a.mark(next);
     }
-    if blocks.is_empty() {
+    if done.is_empty() {
         return Vec::new();
     }
-    // Layout: [load arch] blocks… [ja main] [ret ENOSYS], then main.
-    let mut ops = vec![op(LD_W_ABS, OFF_ARCH, To::Next, To::Next)];
-    let mut starts = Vec::new();
-    for b in blocks {
-        starts.push(ops.len());
-        ops.extend(b);
-    }
-    let tail = ops.len();
     // An architecture no block matched: libseccomp's program decides.
-    ops.push(op(JMP_JA, 0, To::Main, To::Next));
-    ops.push(op(
-        RET_K,
-        RET_ERRNO | libc::ENOSYS as u32,
-        To::Next,
-        To::Next,
-    ));
-    let enosys = ops.len() - 1;
-    let main = ops.len();
-    let block_end = |i: usize| starts.iter().copied().find(|s| *s > i).unwrap_or(tail);
-    ops.iter()
-        .enumerate()
-        .map(|(i, o)| {
-            let target = |t: To| match t {
-                To::Next => i + 1,
-                To::Enosys => enosys,
-                To::Main => main,
-                To::NextBlock => block_end(i),
-                To::Skip(n) => i + 1 + n,
-            };
-            // Forward offsets from the next instruction; the prefix is a few
-            // dozen instructions, far below the u8 range.
-            let off = |t: To| (target(t) - (i + 1)) as u8;
-            if o.code == JMP_JA {
-                // An unconditional jump's offset is its k.
-                Insn {
-                    code: o.code,
-                    jt: 0,
-                    jf: 0,
-                    k: (target(o.jt) - (i + 1)) as u32,
+    a.jump(main);
+    a.mark(enosys);
+    a.ret(RET_ERRNO | libc::ENOSYS as u32);
+    a.mark(main);
+    // A few dozen instructions: nothing a builder bug could not show in the
+    // tests below.
+    a.finish().expect("the ENOSYS prefix assembles")
+}
+
+/// The comparisons of one architecture, after its number is loaded.
+enum Block {
+    /// x86_64's audit architecture, with the highest x86_64 and x32 numbers
+    /// (either may be absent).
+    X86_64 {
+        native: Option<u32>,
+        x32: Option<u32>,
+    },
+    /// Any other architecture (arm keeps its private calls apart).
+    Other { highest: u32, arm: bool },
+}
+
+impl Block {
+    fn emit(&self, a: &mut Asm, enosys: Label, main: Label) {
+        let above = |a: &mut Asm, highest: u32| a.branch(JMP_JGT_K, highest, enosys, main);
+        match *self {
+            Block::X86_64 { native, x32 } => {
+                let (is_x32, not_x32) = (a.label(), a.label());
+                a.branch(JMP_JSET_K, X32_BIT, is_x32, not_x32);
+                a.mark(not_x32);
+                match native {
+                    Some(n) => above(a, n),
+                    None => a.jump(main),
                 }
-            } else {
-                Insn {
-                    code: o.code,
-                    jt: off(o.jt),
-                    jf: off(o.jf),
-                    k: o.k,
+                a.mark(is_x32);
+                match x32 {
+                    Some(n) => above(a, n),
+                    None => a.jump(main),
                 }
             }
-        })
-        .collect()
+            Block::Other { highest, arm } => {
+                if arm {
+                    let numbered = a.label();
+                    a.branch(JMP_JGE_K, ARM_PRIVATE, main, numbered);
+                    a.mark(numbered);
+                }
+                above(a, highest);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seccomp::bpf::{JMP_JA, LD_W_ABS, RET_K};
 
     /// Where each instruction may continue (indexes; `len` is the main
     /// program's first instruction).

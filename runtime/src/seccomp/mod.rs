@@ -10,9 +10,12 @@
 //! keeps it in the state dir for exec and loads it last (see `init.rs`)
 //! with plain seccomp(2).
 
+mod bpf;
 mod cache;
+mod compact;
 mod compile;
 mod default;
+mod emulate;
 mod enosys;
 mod profile;
 
