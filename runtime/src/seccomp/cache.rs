@@ -4,21 +4,27 @@
 //! runtime library keeps each program in memory (criad lives long) and in a
 //! root-only directory under the state root (`<state>/seccomp/`, tmpfs: one
 //! boot), which serves short-lived callers (every `cria-oci run`) and a
-//! restarted criad. Keys are the resolved `linux.seccomp`: a function of the
-//! profile, the container's capabilities, the architecture and the kernel,
-//! so equal keys compile equal programs.
+//! restarted criad. Keys are the raw JSON of the bundle's resolved
+//! `linux.seccomp`: a function of the profile, the container's
+//! capabilities, the architecture and the kernel, so equal keys compile
+//! equal programs. A hit hashes those bytes and never parses them: the
+//! profile (hundreds of syscall names) is deserialised only to compile it.
 
 use super::compile::Filters;
 use super::SeccompError;
 use oci_spec::runtime::LinuxSeccomp;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-type Memory = HashMap<String, Arc<Vec<u8>>>;
+/// A program's key: see [`key_of`].
+type Key = [u8; 32];
 
-/// Programs of this process by resolved profile JSON.
+type Memory = HashMap<Key, Arc<Vec<u8>>>;
+
+/// Programs of this process by key.
 static MEMORY: Mutex<Option<Memory>> = Mutex::new(None);
 
 /// Distinct profiles kept in memory and on disk; past this a cache starts
@@ -28,47 +34,68 @@ const MAX_ENTRIES: usize = 64;
 
 /// Bumped whenever compiling changes what a profile compiles to, so files
 /// of an older cria are not reused.
-const DISK_FORMAT: &str = "cria-seccomp-3";
+const DISK_FORMAT: &str = "cria-seccomp-4";
 
 fn cache_err(what: &str, e: impl std::fmt::Display) -> SeccompError {
     SeccompError::Compile(format!("cache {what}: {e}"))
 }
 
-/// The file name of `key`'s program: a SHA-256 over the format, the
-/// libseccomp version (a newer one may know more syscall names) and the key.
-fn disk_name(key: &str) -> String {
+/// The key of a `linux.seccomp` value's raw JSON: a SHA-256 over the
+/// format, the libseccomp version (a newer one may know more syscall names)
+/// and those bytes. Another spelling of the same profile (pretty or compact
+/// JSON) is another key: one more compile, never a wrong program.
+fn key_of(raw: &str) -> Key {
     let v = libseccomp::ScmpVersion::current()
         .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
         .unwrap_or_default();
     let mut h = Sha256::new();
-    for part in [DISK_FORMAT, &v, key] {
+    for part in [DISK_FORMAT, &v, raw] {
         h.update(part.as_bytes());
         h.update([0]);
     }
-    format!("{}.bpf", hex::encode(h.finalize()))
+    h.finalize().into()
 }
 
-/// The program for `key` from `dir`, else compiled and stored there. Disk
-/// trouble never fails a container: the compiled program is returned.
-fn from_disk_or_compile(sc: &LinuxSeccomp, key: &str, dir: &Path) -> Result<Vec<u8>, SeccompError> {
-    let path = dir.join(disk_name(key));
-    if let Ok(b) = std::fs::read(&path) {
-        // A damaged or foreign file is compiled over.
-        if Filters::from_bytes(&b).is_ok() {
-            return Ok(b);
-        }
-    }
+/// The file name of `key`'s program in the disk cache.
+fn disk_name(key: &Key) -> String {
+    format!("{}.bpf", hex::encode(key))
+}
+
+/// Compiles the `linux.seccomp` JSON `raw` to the state file's bytes;
+/// `None` when it is not a valid `linux.seccomp` (the monitor, which parses
+/// the whole spec, reports that with its own error).
+fn compile(raw: &str) -> Result<Option<Vec<u8>>, SeccompError> {
+    let Ok(sc) = serde_json::from_str::<LinuxSeccomp>(raw) else {
+        return Ok(None);
+    };
     let t0 = std::time::Instant::now();
-    let bytes = Filters::compile(sc)?.to_bytes();
+    let bytes = Filters::compile(&sc)?.to_bytes();
     tracing::debug!(
         micros = t0.elapsed().as_micros() as u64,
         bytes = bytes.len(),
         "seccomp: profile compiled"
     );
+    Ok(Some(bytes))
+}
+
+/// The program for `raw` (whose key is `key`) from `dir`, else compiled
+/// and stored there. Disk trouble never fails a container: the compiled
+/// program is returned.
+fn from_disk_or_compile(raw: &str, key: &Key, dir: &Path) -> Result<Option<Vec<u8>>, SeccompError> {
+    let path = dir.join(disk_name(key));
+    if let Ok(b) = std::fs::read(&path) {
+        // A damaged or foreign file is compiled over.
+        if Filters::from_bytes(&b).is_ok() {
+            return Ok(Some(b));
+        }
+    }
+    let Some(bytes) = compile(raw)? else {
+        return Ok(None);
+    };
     if let Err(e) = store(dir, &path, &bytes) {
         tracing::debug!(dir = %dir.display(), error = %e, "seccomp: program not cached on disk");
     }
-    Ok(bytes)
+    Ok(Some(bytes))
 }
 
 /// Writes `bytes` to `path` in `dir` (0700) atomically, emptying `dir`
@@ -111,41 +138,48 @@ fn store(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), SeccompError> {
     })
 }
 
-/// The seccomp state file's bytes (`compile::FILE`) for `sc`: from memory,
-/// else from `dir` when given, else compiled (and kept in both).
+/// The seccomp state file's bytes (`compile::FILE`) for the `linux.seccomp`
+/// JSON `raw`: from memory, else from `dir` when given, else compiled (and
+/// kept in both); `None` when `raw` is not a valid `linux.seccomp`.
 pub(crate) fn compiled(
-    sc: &LinuxSeccomp,
+    raw: &str,
     dir: Option<&Path>,
-) -> Result<Arc<Vec<u8>>, SeccompError> {
-    let key = serde_json::to_string(sc).map_err(|e| cache_err("key", e))?;
+) -> Result<Option<Arc<Vec<u8>>>, SeccompError> {
+    let key = key_of(raw);
     let hit = |m: &Option<Memory>| m.as_ref().and_then(|m| m.get(&key)).cloned();
     if let Some(b) = hit(&MEMORY.lock().unwrap_or_else(|e| e.into_inner())) {
-        return Ok(b);
+        return Ok(Some(b));
     }
     // Outside the lock: two racing creates may both compile, which costs
     // time, not correctness.
-    let bytes = Arc::new(match dir {
-        Some(d) => from_disk_or_compile(sc, &key, d)?,
-        None => Filters::compile(sc)?.to_bytes(),
-    });
+    let bytes = match dir {
+        Some(d) => from_disk_or_compile(raw, &key, d)?,
+        None => compile(raw)?,
+    };
+    let Some(bytes) = bytes.map(Arc::new) else {
+        return Ok(None);
+    };
     let mut m = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
     let map = m.get_or_insert_with(HashMap::new);
     if map.len() >= MAX_ENTRIES {
         map.clear();
     }
     map.insert(key, bytes.clone());
-    Ok(bytes)
+    Ok(Some(bytes))
 }
 
-/// The part of `config.json` this module reads.
+/// The part of `config.json` this module reads: `linux.seccomp` as raw
+/// JSON, borrowed from the file's bytes (the rest is skipped unparsed).
 #[derive(serde::Deserialize)]
-struct SpecSeccomp {
-    linux: Option<LinuxSeccompOnly>,
+struct SpecSeccomp<'a> {
+    #[serde(borrow)]
+    linux: Option<LinuxSeccompOnly<'a>>,
 }
 
 #[derive(serde::Deserialize)]
-struct LinuxSeccompOnly {
-    seccomp: Option<LinuxSeccomp>,
+struct LinuxSeccompOnly<'a> {
+    #[serde(borrow)]
+    seccomp: Option<&'a RawValue>,
 }
 
 /// The compiled filter (the state file's bytes) for the bundle's
@@ -159,11 +193,11 @@ pub(crate) fn bundle_filter(
     let Ok(json) = std::fs::read(bundle.join("config.json")) else {
         return Ok(None);
     };
-    let Ok(spec) = serde_json::from_slice::<SpecSeccomp>(&json) else {
+    let Ok(spec) = serde_json::from_slice::<SpecSeccomp<'_>>(&json) else {
         return Ok(None);
     };
     match spec.linux.and_then(|l| l.seccomp) {
-        Some(sc) => compiled(&sc, Some(dir)).map(Some),
+        Some(raw) => compiled(raw.get(), Some(dir)),
         None => Ok(None),
     }
 }
@@ -173,24 +207,38 @@ mod tests {
     use super::*;
     use crate::seccomp::runtime_default;
 
+    /// RuntimeDefault for `caps` as the JSON a spec holds.
+    fn default_json(caps: &[&str]) -> String {
+        let caps: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
+        serde_json::to_string(&runtime_default(&caps).unwrap()).unwrap()
+    }
+
     #[test]
     fn a_profile_compiles_once_per_process() {
         // Only this test uses the memory cache, so the first call misses.
-        let sc = runtime_default(&["CAP_SYS_PACCT".into()]).unwrap();
+        let raw = default_json(&["CAP_SYS_PACCT"]);
         let t0 = std::time::Instant::now();
-        let first = compiled(&sc, None).unwrap();
+        let first = compiled(&raw, None).unwrap().unwrap();
         let cold = t0.elapsed();
         let t1 = std::time::Instant::now();
-        let second = compiled(&sc, None).unwrap();
+        let second = compiled(&raw, None).unwrap().unwrap();
         let warm = t1.elapsed();
         assert!(Arc::ptr_eq(&first, &second), "the second is the cached one");
         // A capability the profile does not look at resolves to the same
         // profile, hence the same program.
-        let lease = ["CAP_SYS_PACCT".into(), "CAP_LEASE".into()];
-        let same = compiled(&runtime_default(&lease).unwrap(), None).unwrap();
+        let same = compiled(&default_json(&["CAP_SYS_PACCT", "CAP_LEASE"]), None)
+            .unwrap()
+            .unwrap();
         assert!(Arc::ptr_eq(&first, &same));
-        let other = compiled(&runtime_default(&[]).unwrap(), None).unwrap();
+        let other = compiled(&default_json(&[]), None).unwrap().unwrap();
         assert_ne!(first, other, "acct is allowed only with CAP_SYS_PACCT");
+        // The same profile spelt otherwise is compiled again, to the same
+        // program.
+        let pretty = serde_json::to_string_pretty(&runtime_default(&[]).unwrap()).unwrap();
+        let again = compiled(&pretty, None).unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&other, &again) && other == again);
+        // JSON that is no linux.seccomp has no program (nor an entry).
+        assert!(compiled(r#"{"defaultAction": 3}"#, None).unwrap().is_none());
         eprintln!(
             "RuntimeDefault: {} bytes, compiled in {cold:?}, cached in {warm:?}",
             first.len()
@@ -201,10 +249,10 @@ mod tests {
     fn the_disk_cache_serves_other_processes_and_heals() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("seccomp");
-        let sc = runtime_default(&["CAP_SYS_TIME".into()]).unwrap();
-        let key = serde_json::to_string(&sc).unwrap();
+        let raw = default_json(&["CAP_SYS_TIME"]);
+        let key = key_of(&raw);
         let t0 = std::time::Instant::now();
-        let fresh = from_disk_or_compile(&sc, &key, &dir).unwrap();
+        let fresh = from_disk_or_compile(&raw, &key, &dir).unwrap().unwrap();
         let cold = t0.elapsed();
         let file = dir.join(disk_name(&key));
         assert_eq!(std::fs::read(&file).unwrap(), fresh);
@@ -213,28 +261,51 @@ mod tests {
         assert_eq!((mode(&dir), mode(&file)), (0o700, 0o600));
         // What another process finds there is used as it is.
         let t1 = std::time::Instant::now();
-        assert_eq!(from_disk_or_compile(&sc, &key, &dir).unwrap(), fresh);
+        assert_eq!(
+            from_disk_or_compile(&raw, &key, &dir).unwrap().unwrap(),
+            fresh
+        );
         eprintln!("from disk in {:?} (compiled in {cold:?})", t1.elapsed());
         let mut other = fresh.clone();
         // A valid program of another shape: one instruction less.
         other.truncate(other.len() - 8);
         std::fs::write(&file, &other).unwrap();
-        assert_eq!(from_disk_or_compile(&sc, &key, &dir).unwrap(), other);
+        assert_eq!(
+            from_disk_or_compile(&raw, &key, &dir).unwrap().unwrap(),
+            other
+        );
         // A damaged file is compiled over.
         std::fs::write(&file, b"junk").unwrap();
-        assert_eq!(from_disk_or_compile(&sc, &key, &dir).unwrap(), fresh);
+        assert_eq!(
+            from_disk_or_compile(&raw, &key, &dir).unwrap().unwrap(),
+            fresh
+        );
         assert_eq!(std::fs::read(&file).unwrap(), fresh);
         // Other capabilities, another file.
-        let sc2 = runtime_default(&[]).unwrap();
-        let key2 = serde_json::to_string(&sc2).unwrap();
+        let raw2 = default_json(&[]);
+        let key2 = key_of(&raw2);
         assert_ne!(disk_name(&key), disk_name(&key2));
         // A full directory starts over.
         for i in 0..MAX_ENTRIES {
             std::fs::write(dir.join(format!("{i}.bpf")), b"x").unwrap();
         }
-        from_disk_or_compile(&sc2, &key2, &dir).unwrap();
+        from_disk_or_compile(&raw2, &key2, &dir).unwrap().unwrap();
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
         assert_eq!(left.len(), 1, "only the new program");
+        // Nothing is stored for JSON that is no linux.seccomp.
+        let bad = r#"{"syscalls": 1}"#;
+        assert!(from_disk_or_compile(bad, &key_of(bad), &dir)
+            .unwrap()
+            .is_none());
+        assert!(!dir.join(disk_name(&key_of(bad))).exists());
+    }
+
+    #[test]
+    fn keys_follow_the_bytes() {
+        let raw = default_json(&[]);
+        assert_eq!(key_of(&raw), key_of(&raw.clone()));
+        assert_ne!(key_of(&raw), key_of(&format!(" {raw}")));
+        assert_ne!(key_of(&raw), key_of(&default_json(&["CAP_SYS_ADMIN"])));
     }
 
     #[test]
@@ -242,14 +313,29 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let cache = tmp.path().join("cache");
         assert!(bundle_filter(tmp.path(), &cache).unwrap().is_none());
-        std::fs::write(tmp.path().join("config.json"), br#"{"linux":{}}"#).unwrap();
-        assert!(bundle_filter(tmp.path(), &cache).unwrap().is_none());
+        let config = tmp.path().join("config.json");
+        for json in [
+            r#"{"linux":{}}"#,
+            r#"{"linux":{"seccomp":null}}"#,
+            r#"{"linux":{"seccomp":{"defaultAction":3}}}"#,
+            r#"{"linux":{"seccomp":"#,
+        ] {
+            std::fs::write(&config, json).unwrap();
+            assert!(
+                bundle_filter(tmp.path(), &cache).unwrap().is_none(),
+                "{json}"
+            );
+        }
         let sc = runtime_default(&[]).unwrap();
         let spec = serde_json::json!({"ociVersion": "1.0.2", "linux": {"seccomp": sc}});
-        std::fs::write(tmp.path().join("config.json"), spec.to_string()).unwrap();
+        // Pretty, as criad writes it: the value's bytes keep their layout.
+        std::fs::write(&config, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
         let b = bundle_filter(tmp.path(), &cache)
             .unwrap()
             .expect("a filter");
         assert!(Filters::from_bytes(&b).is_ok());
+        assert_eq!(**b, Filters::compile(&sc).unwrap().to_bytes());
+        let files: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1, "one program on disk");
     }
 }
