@@ -49,14 +49,6 @@ pub(crate) fn create(rt: &Runtime, req: &ContainerCreate) -> Result<Created, Run
         return Err(RuntimeError::AlreadyExists(req.id.clone()));
     }
     mkdir_private(dir.parent().unwrap_or(Path::new("/")))?;
-    // Compiled here (cached across containers), so the monitor only loads it.
-    let seccomp_cache = rt.config.state_root.join("seccomp");
-    let seccomp = crate::seccomp::bundle_filter(&req.bundle, &seccomp_cache).map_err(|e| {
-        RuntimeError::Setup {
-            id: req.id.clone(),
-            message: e.to_string(),
-        }
-    })?;
     let mut cmd = Command::new(&rt.config.monitor_path);
     cmd.arg("create")
         .arg("--id")
@@ -82,20 +74,24 @@ pub(crate) fn create(rt: &Runtime, req: &ContainerCreate) -> Result<Created, Run
         message,
     };
     let mut child = cmd
-        .stdin(if seccomp.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| monitor_err(format!("spawn {:?}: {e}", rt.config.monitor_path)))?;
-    if let (Some(f), Some(mut s)) = (&seccomp, child.stdin.take()) {
+    // The seccomp program is compiled here (cached across containers), so
+    // the monitor only loads it; found while the monitor starts up, off the
+    // create's critical path. The monitor reads it from stdin when the spec
+    // has a `linux.seccomp`; without a program (none, or an error) it gets
+    // EOF, and a spec with a filter then fails the create.
+    let seccomp_cache = rt.config.state_root.join("seccomp");
+    let seccomp = crate::seccomp::bundle_filter(&req.bundle, &seccomp_cache);
+    if let (Ok(Some(f)), Some(mut s)) = (&seccomp, child.stdin.take()) {
         // A monitor that failed before reading answers on stdout; dropping
         // `s` is its EOF.
         let _ = s.write_all(f);
     }
+    drop(child.stdin.take());
     // The monitor closes both pipes once it has answered (success) or exits.
     let mut out = String::new();
     let mut err = String::new();
@@ -106,7 +102,7 @@ pub(crate) fn create(rt: &Runtime, req: &ContainerCreate) -> Result<Created, Run
         let _ = s.read_to_string(&mut err);
     }
     let _ = child.wait();
-    match serde_json::from_str::<CreateReply>(out.trim()) {
+    let created = match serde_json::from_str::<CreateReply>(out.trim()) {
         Ok(CreateReply::Ok { monitor_pid, pid }) => Ok(Created { monitor_pid, pid }),
         Ok(CreateReply::Err(message)) => Err(RuntimeError::Setup {
             id: req.id.clone(),
@@ -119,6 +115,21 @@ pub(crate) fn create(rt: &Runtime, req: &ContainerCreate) -> Result<Created, Run
                 "exited without an answer: {}",
                 err.trim()
             )))
+        }
+    };
+    match seccomp {
+        Ok(_) => created,
+        // The cause of the monitor's failure (a spec with a filter and no
+        // program); should it have seen no filter (config.json changed
+        // meanwhile), its container goes too.
+        Err(e) => {
+            if created.is_ok() {
+                let _ = delete(rt, &req.id, true);
+            }
+            Err(RuntimeError::Setup {
+                id: req.id.clone(),
+                message: e.to_string(),
+            })
         }
     }
 }

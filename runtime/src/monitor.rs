@@ -285,8 +285,9 @@ impl Monitor {
         .map(std::mem::forget)
         .map_err(|(_, e)| err("lock state dir", e.desc()))?;
         let config = o.bundle.join("config.json");
-        let spec = load_spec(&config).map_err(|e| format!("load spec {config:?}: {e}"))?;
-        let seccomp = receive_seccomp(&spec, &o.dir)?;
+        let (spec, has_seccomp) =
+            load_spec(&config).map_err(|e| format!("load spec {config:?}: {e}"))?;
+        let seccomp = receive_seccomp(has_seccomp)?;
         let root = spec
             .root()
             .as_ref()
@@ -395,7 +396,7 @@ impl Monitor {
             cgroup_path: Some(cg_path.clone()),
             stdio,
             tty: o.tty,
-            seccomp: seccomp.as_ref(),
+            seccomp: seccomp.as_ref().map(|(f, _)| f),
         };
         let cg2 = cg
             .clone_into_dir()
@@ -414,6 +415,14 @@ impl Monitor {
         let pid = Pid::from_raw(ret as i32);
         drop(theirs);
         drop(child_fds);
+        // Kept for exec; written while the container sets itself up.
+        if let Some((_, bytes)) = &seccomp {
+            if let Err(e) = std::fs::write(o.dir.join(crate::seccomp::FILE), bytes) {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                return Err(err("write seccomp.bpf", e));
+            }
+        }
         let sync = mine;
         let mut buf = vec![0u8; 4096];
         let (n, pty_master) = recv_ready(&sync, &mut buf);
@@ -844,23 +853,26 @@ pub(crate) fn child_prepare_signals() {
     let _ = SigSet::empty().thread_set_mask();
 }
 
-/// Reads and parses a `config.json`: the whole file, then one pass over the
-/// bytes. (`Spec::load` parses through an `io::Read`, a byte at a time with
-/// line/column tracking: ~5 µs per KiB, and RuntimeDefault's
-/// `linux.seccomp` alone is ~11 KiB.)
-fn load_spec(path: &Path) -> Result<oci_spec::runtime::Spec, String> {
-    let bytes = std::fs::read(path).map_err(|e| lower(&e.to_string()))?;
-    serde_json::from_slice(&bytes).map_err(|e| lower(&e.to_string()))
+/// Reads and parses a `config.json`, and says whether it has a
+/// `linux.seccomp`, which is left out of the returned spec: the library
+/// sends it compiled (`receive_seccomp`). The whole file is read, then
+/// parsed in one pass over the bytes (`Spec::load` parses through an
+/// `io::Read`, a byte at a time with line/column tracking, and
+/// RuntimeDefault's `linux.seccomp` alone is ~11 KiB).
+fn load_spec(path: &Path) -> Result<(oci_spec::runtime::Spec, bool), String> {
+    let mut bytes = std::fs::read(path).map_err(|e| lower(&e.to_string()))?;
+    let seccomp = crate::seccomp::take_spec_seccomp(&mut bytes);
+    let spec = serde_json::from_slice(&bytes).map_err(|e| lower(&e.to_string()))?;
+    Ok((spec, seccomp))
 }
 
-/// Reads the filter of `linux.seccomp`, compiled by the runtime library
-/// (`seccomp::bundle_filter`) and sent on stdin, before the clone (the child
-/// inherits it), and keeps it in the state dir for exec.
-fn receive_seccomp(
-    spec: &oci_spec::runtime::Spec,
-    dir: &Path,
-) -> Result<Option<crate::seccomp::Filters>, String> {
-    if !spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()) {
+/// Reads the filter of `linux.seccomp` when the spec has one, compiled by
+/// the runtime library (`seccomp::bundle_filter`) and sent on stdin, before
+/// the clone (the child inherits it): the program and the bytes to keep in
+/// the state dir for exec. A spec with a filter and nothing valid on stdin
+/// is an error, never an unfiltered container.
+fn receive_seccomp(has: bool) -> Result<Option<(crate::seccomp::Filters, Vec<u8>)>, String> {
+    if !has {
         return Ok(None);
     }
     let mut bytes = Vec::new();
@@ -868,9 +880,7 @@ fn receive_seccomp(
         .read_to_end(&mut bytes)
         .map_err(|e| err("read seccomp filter", e))?;
     let f = crate::seccomp::Filters::from_bytes(&bytes).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join(crate::seccomp::FILE), &bytes)
-        .map_err(|e| err("write seccomp.bpf", e))?;
-    Ok(Some(f))
+    Ok(Some((f, bytes)))
 }
 
 /// `exec` mode: see the module doc.

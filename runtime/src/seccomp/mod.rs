@@ -19,7 +19,7 @@ mod emulate;
 mod enosys;
 mod profile;
 
-pub(crate) use cache::bundle_filter;
+pub(crate) use cache::{bundle_filter, take_spec_seccomp};
 pub(crate) use compile::{Filters, FILE};
 pub use default::runtime_default;
 pub use profile::{load_profile, parse_profile, Profile};
