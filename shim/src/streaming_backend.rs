@@ -165,12 +165,8 @@ fn exec_process(
     record: &ContainerRecord,
     cmd: Vec<String>,
 ) -> Result<oci_spec::runtime::Process, BackendError> {
-    let spec = oci_spec::runtime::Spec::load(record.bundle.join("config.json")).map_err(|e| {
-        BackendError::new(format!("container {}: read config.json: {e}", record.id))
-    })?;
-    let mut process = spec.process().clone().ok_or_else(|| {
-        BackendError::new(format!("container {}: spec has no process", record.id))
-    })?;
+    let mut process = crate::runtime_service::spec::bundle_process(&record.id, &record.bundle)
+        .map_err(BackendError::new)?;
     process.set_args(Some(cmd));
     Ok(process)
 }

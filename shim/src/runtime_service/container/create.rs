@@ -218,7 +218,9 @@ fn create_blocking(
         host: ctx.host.as_ref(),
         pid_target: pid_target.as_ref().map(|t| t.path.as_path()),
     })?;
-    let json = serde_json::to_vec_pretty(&oci)
+    // Compact: only programs read it, and RuntimeDefault's ~400 names
+    // pretty-printed nearly double the bytes every reader scans.
+    let json = serde_json::to_vec(&oci)
         .map_err(|e| Status::internal(format!("container {id}: serialise OCI spec: {e}")))?;
     // Not a checkpoint, so no fsync: only the monitor started below reads
     // it, and after a host crash there is no container left to read it for.

@@ -1,10 +1,10 @@
 //! ExecSync: run a command in a running container, capture its output.
 
 use crate::runtime_service::context::{blocking, runtime_status};
+use crate::runtime_service::spec;
 use crate::runtime_service::store::container::ContainerPhase;
 use crate::runtime_service::RuntimeContext;
 use cria_proto::v1::{ExecSyncRequest, ExecSyncResponse};
-use oci_spec::runtime::Spec;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::Status;
@@ -28,12 +28,7 @@ pub(crate) async fn exec_sync(
     }
     // The exec'd process gets the container's user, env, cwd, capabilities
     // and no_new_privs: its process from the spec, with other args.
-    let spec = Spec::load(record.bundle.join("config.json"))
-        .map_err(|e| Status::internal(format!("container {}: read config.json: {e}", record.id)))?;
-    let mut process = spec
-        .process()
-        .clone()
-        .ok_or_else(|| Status::internal(format!("container {}: spec has no process", record.id)))?;
+    let mut process = spec::bundle_process(&record.id, &record.bundle).map_err(Status::internal)?;
     process.set_args(Some(req.cmd.clone()));
     process.set_terminal(Some(false));
     let timeout = if req.timeout > 0 {

@@ -9,6 +9,7 @@ use cria_proto::v1::LinuxContainerSecurityContext;
 use oci_spec::runtime::LinuxSeccomp;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 /// Which seccomp profile a container asked for.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,9 +57,7 @@ pub(super) fn seccomp(
     let bad = |e: cria_runtime::seccomp::SeccompError| SpecError::invalid(field, e.to_string());
     match choice {
         Choice::Unconfined => Ok(None),
-        Choice::RuntimeDefault => cria_runtime::seccomp::runtime_default(caps)
-            .map(Some)
-            .map_err(bad),
+        Choice::RuntimeDefault => runtime_default(caps).map(Some).map_err(bad),
         Choice::Localhost(path) => {
             if !Path::new(path).is_absolute() {
                 return Err(SpecError::invalid(
@@ -70,6 +69,34 @@ pub(super) fn seccomp(
             profile.resolve(caps).map(Some).map_err(bad)
         }
     }
+}
+
+/// Distinct bounding sets whose RuntimeDefault is kept; past this the memo
+/// starts over (pods rarely vary their capabilities much).
+const RESOLVED_MAX: usize = 64;
+
+/// RuntimeDefault for the bounding set `caps`, resolved once per distinct
+/// set (as a set: order and repeats do not matter to the resolution):
+/// resolving walks moby's whole table, ~60 µs per CreateContainer, and a
+/// node's containers share a few sets. The architecture and kernel it also
+/// depends on do not change under a running criad.
+fn runtime_default(caps: &[String]) -> Result<LinuxSeccomp, cria_runtime::seccomp::SeccompError> {
+    static RESOLVED: Mutex<Option<HashMap<Vec<String>, LinuxSeccomp>>> = Mutex::new(None);
+    let mut key = caps.to_vec();
+    key.sort_unstable();
+    key.dedup();
+    let memo = || RESOLVED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(sc) = memo().as_ref().and_then(|m| m.get(&key)) {
+        return Ok(sc.clone());
+    }
+    let sc = cria_runtime::seccomp::runtime_default(caps)?;
+    let mut m = memo();
+    let map = m.get_or_insert_with(HashMap::new);
+    if map.len() >= RESOLVED_MAX {
+        map.clear();
+    }
+    map.insert(key, sc.clone());
+    Ok(sc)
 }
 
 /// The LSMs this kernel runs (`/sys/kernel/security/lsm`), for errors.
@@ -178,6 +205,31 @@ mod tests {
             seccomp_profile_path: path.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn runtime_default_is_resolved_per_bounding_set_whatever_its_order() {
+        let caps = |c: &[&str]| c.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let admin = caps(&["CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_CHOWN"]);
+        for set in [caps(&[]), caps(&["CAP_CHOWN"]), admin.clone()] {
+            // The first call resolves (or finds another test's), the second
+            // finds it: both are what the runtime library resolves.
+            let fresh = cria_runtime::seccomp::runtime_default(&set).unwrap();
+            assert_eq!(runtime_default(&set).unwrap(), fresh);
+            assert_eq!(runtime_default(&set).unwrap(), fresh);
+        }
+        let mut shuffled = admin.clone();
+        shuffled.reverse();
+        shuffled.push("CAP_SYS_ADMIN".into());
+        assert_eq!(
+            runtime_default(&shuffled).unwrap(),
+            cria_runtime::seccomp::runtime_default(&admin).unwrap()
+        );
+        // Different sets keep different profiles (mount needs SYS_ADMIN).
+        assert_ne!(
+            runtime_default(&admin).unwrap(),
+            runtime_default(&caps(&["CAP_CHOWN"])).unwrap()
+        );
     }
 
     #[test]

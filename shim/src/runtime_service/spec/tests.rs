@@ -875,3 +875,38 @@ fn seccomp_profiles_reach_the_spec_and_bad_ones_are_invalid() {
     let sc = filtered(localhost).expect("a filter");
     assert_eq!(sc.syscalls().as_ref().map(Vec::len), Some(1));
 }
+
+#[test]
+fn execs_take_the_process_of_the_written_spec() {
+    let mut c = config();
+    c.linux = Some(cri::LinuxContainerConfig {
+        security_context: Some(cri::LinuxContainerSecurityContext {
+            seccomp: Some(cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                localhost_ref: String::new(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let s = spec(&c);
+    assert!(s.linux().as_ref().is_some_and(|l| l.seccomp().is_some()));
+    let bundle = tempfile::tempdir().unwrap();
+    std::fs::write(
+        bundle.path().join("config.json"),
+        serde_json::to_vec(&s).unwrap(),
+    )
+    .unwrap();
+    let p = super::bundle_process("c1", bundle.path()).unwrap();
+    assert_eq!(Some(p), s.process().clone());
+    // No process, no file: errors that name the container.
+    std::fs::write(
+        bundle.path().join("config.json"),
+        br#"{"ociVersion":"1.2.0"}"#,
+    )
+    .unwrap();
+    let e = super::bundle_process("c1", bundle.path()).unwrap_err();
+    assert!(e.contains("c1") && e.contains("no process"), "{e}");
+    let e = super::bundle_process("c2", &bundle.path().join("gone")).unwrap_err();
+    assert!(e.contains("c2") && e.contains("read config.json"), "{e}");
+}
