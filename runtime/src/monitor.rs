@@ -403,8 +403,11 @@ impl Monitor {
             .map(std::fs::File::open)
             .transpose()
             .map_err(|e| err("open cgroup2 dir", e))?;
+        // SAFETY: the monitor is single-threaded; the child only sets itself
+        // up and execs (init.rs).
         let (ret, born_in_cgroup2) =
-            clone_container(flags, cg2.as_ref()).map_err(|e| err("clone container process", e))?;
+            unsafe { crate::cgroup::clone_into_cgroup(flags.bits() as u64, cg2.as_ref()) }
+                .map_err(|e| err("clone container process", e))?;
         drop(cg2);
         if ret == 0 {
             drop(mine);
@@ -729,88 +732,6 @@ impl Monitor {
     }
 }
 
-/// `clone3` flag: start the child in the cgroup2 directory given by fd.
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
-/// The kernel's `struct clone_args` (clone3(2), version 2: 88 bytes).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
-/// Clones the container process like fork(2) (no new stack) with the new
-/// namespaces in `flags`. With a cgroup2 directory (open, `O_RDONLY`: the
-/// kernel takes the fd with fdget(), which refuses `O_PATH`) the child is born in it
-/// (clone3 `CLONE_INTO_CGROUP`): moving it there later would cost an RCU
-/// grace period (see `Cgroup::join_self`). Falls back to a plain clone where
-/// clone3 or the flag is refused (kernels before 5.7, a cgroup that cannot
-/// take processes). Returns clone's result and whether the child was born
-/// in the cgroup2 directory (the child gets the same answer).
-fn clone_container(
-    flags: CloneFlags,
-    cgroup2: Option<&std::fs::File>,
-) -> std::io::Result<(i64, bool)> {
-    let sigchld = libc::SIGCHLD as u64;
-    if let Some(fd) = cgroup2 {
-        let args = CloneArgs {
-            flags: flags.bits() as u64 | CLONE_INTO_CGROUP,
-            exit_signal: sigchld,
-            cgroup: fd.as_raw_fd() as u64,
-            ..CloneArgs::default()
-        };
-        // SAFETY: clone3 without a new stack behaves like fork; this process
-        // is single-threaded, so the child may run ordinary code until exec.
-        // `args` outlives the call.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                &args as *const CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
-            )
-        };
-        if ret >= 0 {
-            return Ok((ret, true));
-        }
-        let e = std::io::Error::last_os_error();
-        // No memory, no pids left (pids.max) or no privilege would fail a
-        // plain clone too, or let it slip past the limit: report those.
-        // The rest falls back: ENOSYS/E2BIG (no clone3, no cgroup field),
-        // EINVAL/EOPNOTSUPP/EBUSY (the cgroup takes no processes).
-        if matches!(
-            e.raw_os_error(),
-            Some(libc::ENOMEM | libc::EAGAIN | libc::EPERM)
-        ) {
-            return Err(e);
-        }
-    }
-    // SAFETY: as above, with the classic clone(2).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags.bits() as u64 | sigchld,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((ret, false))
-}
-
 /// Reads the child's first message into `buf`: its length, and the pty
 /// master when one came with it (SCM_RIGHTS, received close-on-exec).
 pub(crate) fn recv_ready(sync: &UnixStream, buf: &mut [u8]) -> (usize, Option<OwnedFd>) {
@@ -965,8 +886,10 @@ fn exec_in(dir: &Path) -> Result<i32, String> {
     // In the container's mounts now: a tty exec's pty comes from its devpts.
     crate::exec_stream::hand_over_terminal()?;
     // The pid namespace applies to children only: fork into it.
+    // SAFETY: the exec helper is single-threaded; the child only sets itself
+    // up and execs.
     let (ret, born_in_cgroup2) =
-        clone_container(CloneFlags::empty(), cg2.as_ref()).map_err(|e| err("fork", e))?;
+        unsafe { crate::cgroup::clone_into_cgroup(0, cg2.as_ref()) }.map_err(|e| err("fork", e))?;
     match ret {
         0 => {
             if let (Some(dir), false) = (&cg2, born_in_cgroup2) {
