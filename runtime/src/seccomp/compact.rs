@@ -156,36 +156,80 @@ fn numbers(a: &mut Asm, t: &[(u32, Outcome)], rest: Label) {
     if t.len() > 1 {
         a.load(OFF_NR);
     }
-    tree(a, t, rest);
+    tree(a, &with_exceptions(t), rest);
 }
 
-/// Runs per search tree that share one pool of returns: its jumps to the
-/// pool must stay within 8-bit offsets (a tree of n runs is n - 1
-/// comparisons).
+/// A run of numbers with one outcome, but for a few single numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Run {
+    start: u32,
+    outcome: Outcome,
+    exceptions: Vec<(u32, Outcome)>,
+}
+
+impl Run {
+    /// Instructions it adds to a tree: a comparison, and one per exception.
+    fn weight(&self) -> usize {
+        1 + self.exceptions.len()
+    }
+}
+
+/// Single-number exceptions per run: each costs a comparison on the path
+/// of every number of the run that the kernel's cache does not answer.
+const MAX_EXCEPTIONS: usize = 8;
+
+/// Folds a lone number between two runs of one outcome (a syscall denied
+/// amid allowed ones) into one run with an exception: one `JEQ` instead of
+/// the two range comparisons around it.
+fn with_exceptions(t: &[(u32, Outcome)]) -> Vec<Run> {
+    let mut out: Vec<Run> = Vec::new();
+    let mut i = 0;
+    while i < t.len() {
+        let (start, outcome) = t[i];
+        if let (Some(last), Some(&(after, resumed))) = (out.last_mut(), t.get(i + 1)) {
+            let lone = start.checked_add(1) == Some(after);
+            if lone && resumed == last.outcome && last.exceptions.len() < MAX_EXCEPTIONS {
+                last.exceptions.push((start, outcome));
+                i += 2;
+                continue;
+            }
+        }
+        out.push(Run {
+            start,
+            outcome,
+            exceptions: Vec::new(),
+        });
+        i += 1;
+    }
+    out
+}
+
+/// Instructions per search tree that share one pool of returns: its jumps
+/// to the pool must stay within 8-bit offsets.
 const GROUP: usize = 128;
 
 /// A balanced search over the runs' first numbers. Comparisons jump
 /// straight to a pool of the group's distinct outcomes (a return each, or
 /// the jump into the pruned original) instead of a return per run, which
 /// halves the tree.
-fn tree(a: &mut Asm, t: &[(u32, Outcome)], rest: Label) {
+fn tree(a: &mut Asm, t: &[Run], rest: Label) {
     match t {
         [] => {}
-        [(_, o)] => outcome(a, *o, rest),
-        _ if t.len() > GROUP => {
+        [r] if r.exceptions.is_empty() => outcome(a, r.outcome, rest),
+        _ if t.len() > 1 && t.iter().map(Run::weight).sum::<usize>() > GROUP => {
             let (low, high) = t.split_at(t.len() / 2);
             let (hi, lo) = (a.label(), a.label());
-            a.branch(JMP_JGE_K, high[0].0, hi, lo);
+            a.branch(JMP_JGE_K, high[0].start, hi, lo);
             a.mark(lo);
             tree(a, low, rest);
             a.mark(hi);
             tree(a, high, rest);
         }
         _ => {
-            let mut pool = Vec::new();
+            let mut pool = Pool::default();
             let at = a.label();
-            node(a, t, at, &mut pool);
-            for (o, l) in pool {
+            decide(a, t, at, &mut pool);
+            for (o, l) in pool.0 {
                 a.mark(l);
                 outcome(a, o, rest);
             }
@@ -200,30 +244,60 @@ fn outcome(a: &mut Asm, o: Outcome, rest: Label) {
     }
 }
 
-/// Comparisons deciding `t` (two runs or more), starting at `at`; a side
-/// with one run jumps to that outcome's place in `pool`.
-fn node(a: &mut Asm, t: &[(u32, Outcome)], at: Label, pool: &mut Vec<(Outcome, Label)>) {
-    a.mark(at);
-    let (low, high) = t.split_at(t.len() / 2);
-    let mut side = |a: &mut Asm, runs: &[(u32, Outcome)]| match runs {
-        [(_, o)] => match pool.iter().find(|(p, _)| p == o) {
+/// One place per distinct outcome of a group.
+#[derive(Default)]
+struct Pool(Vec<(Outcome, Label)>);
+
+impl Pool {
+    fn get(&mut self, a: &mut Asm, o: Outcome) -> Label {
+        match self.0.iter().find(|(p, _)| *p == o) {
             Some((_, l)) => *l,
             None => {
                 let l = a.label();
-                pool.push((*o, l));
+                self.0.push((o, l));
                 l
             }
-        },
-        _ => a.label(),
-    };
-    let lo = side(a, low);
-    let hi = side(a, high);
-    a.branch(JMP_JGE_K, high[0].0, hi, lo);
-    if low.len() > 1 {
-        node(a, low, lo, pool);
+        }
     }
-    if high.len() > 1 {
-        node(a, high, hi, pool);
+}
+
+/// Where deciding `t` starts: the pool, for one run without exceptions.
+fn entry(a: &mut Asm, t: &[Run], pool: &mut Pool) -> Label {
+    match t {
+        [r] if r.exceptions.is_empty() => pool.get(a, r.outcome),
+        _ => a.label(),
+    }
+}
+
+/// Decides `t` at `at` (nothing to emit when `entry` gave a pool place):
+/// a comparison between two halves, or one run's exceptions.
+fn decide(a: &mut Asm, t: &[Run], at: Label, pool: &mut Pool) {
+    match t {
+        [r] if r.exceptions.is_empty() => {}
+        [r] => {
+            a.mark(at);
+            for (i, &(nr, o)) in r.exceptions.iter().enumerate() {
+                let hit = pool.get(a, o);
+                let miss = if i + 1 == r.exceptions.len() {
+                    pool.get(a, r.outcome)
+                } else {
+                    a.label()
+                };
+                a.branch(JMP_JEQ_K, nr, hit, miss);
+                if i + 1 < r.exceptions.len() {
+                    a.mark(miss);
+                }
+            }
+        }
+        _ => {
+            a.mark(at);
+            let (low, high) = t.split_at(t.len() / 2);
+            let lo = entry(a, low, pool);
+            let hi = entry(a, high, pool);
+            a.branch(JMP_JGE_K, high[0].start, hi, lo);
+            decide(a, low, lo, pool);
+            decide(a, high, hi, pool);
+        }
     }
 }
 
@@ -231,32 +305,44 @@ fn node(a: &mut Asm, t: &[(u32, Outcome)], at: Label, pool: &mut Vec<(Outcome, L
 /// dropped, and jumps that went one way only (or `JA`s) become the place
 /// they lead to.
 fn pruned(a: &mut Asm, prog: &[Insn], reach: &Reach) -> Result<(), Kept> {
-    let through = |pc: usize| -> Option<usize> {
+    // Where each passed instruction really continues: itself, or, for one
+    // that decides nothing (a `JA`, a jump that went one way or whose sides
+    // lead to one place, a load the next instruction overwrites), where it
+    // leads.
+    // Filled backwards: jumps go forward.
+    let mut lands: BTreeMap<usize, usize> = BTreeMap::new();
+    for &pc in reach.seen.iter().rev() {
         let i = prog[pc];
-        if i.code == JMP_JA {
-            return Some(pc + 1 + i.k as usize);
-        }
-        match reach.taken.get(&pc) {
-            Some([true, false]) => Some(pc + 1 + i.jt as usize),
-            Some([false, true]) => Some(pc + 1 + i.jf as usize),
+        let follow =
+            |lands: &BTreeMap<usize, usize>, to: usize| lands.get(&to).copied().unwrap_or(to);
+        let (jt, jf) = (pc + 1 + i.jt as usize, pc + 1 + i.jf as usize);
+        let to = match i.code {
+            JMP_JA => Some(pc + 1 + i.k as usize),
+            c if is_branch(c) => match reach.taken.get(&pc) {
+                Some([true, false]) => Some(jt),
+                Some([false, true]) => Some(jf),
+                _ => (follow(&lands, jt) == follow(&lands, jf)).then_some(jt),
+            },
+            LD_W_ABS => {
+                let next = follow(&lands, pc + 1);
+                (prog.get(next).map(|n| n.code) == Some(LD_W_ABS)).then_some(next)
+            }
             _ => None,
-        }
-    };
-    let kept: Vec<usize> = reach
-        .seen
+        };
+        let at = to.map_or(pc, |t| follow(&lands, t));
+        lands.insert(pc, at);
+    }
+    let kept: Vec<usize> = lands
         .iter()
-        .copied()
-        .filter(|pc| through(*pc).is_none())
+        .filter(|(pc, at)| pc == at)
+        .map(|(pc, _)| *pc)
         .collect();
     let labels: BTreeMap<usize, Label> = kept.iter().map(|pc| (*pc, a.label())).collect();
-    // Jumps go forward, so following pass-throughs ends.
-    let label_for = |mut pc: usize| -> Result<Label, Kept> {
-        while let Some(to) = reach.seen.contains(&pc).then(|| through(pc)).flatten() {
-            pc = to;
-        }
-        labels.get(&pc).copied().ok_or_else(|| {
+    let label_for = |pc: usize| -> Result<Label, Kept> {
+        let at = lands.get(&pc).copied().unwrap_or(pc);
+        labels.get(&at).copied().ok_or_else(|| {
             Kept::Unmodelled(Unmodelled(format!(
-                "instruction {pc}: reached but not passed"
+                "instruction {at}: reached but not passed"
             )))
         })
     };
@@ -506,6 +592,41 @@ mod tests {
                 "nr {nr} a0 {a0:#x} a1 {a1:#x}"
             );
         }
+    }
+
+    #[test]
+    fn lone_numbers_fold_into_their_neighbours_runs() {
+        let (allow, deny) = (Outcome::Ret(0x7fff_0000), Outcome::Ret(0x0005_0001));
+        let t = [
+            (0, allow),
+            (5, deny),
+            (6, allow),
+            (9, deny),
+            (10, allow),
+            (20, deny),
+            (22, allow),
+        ];
+        let runs = with_exceptions(&t);
+        assert_eq!(
+            runs,
+            [
+                Run {
+                    start: 0,
+                    outcome: allow,
+                    exceptions: vec![(5, deny), (9, deny)],
+                },
+                Run {
+                    start: 20,
+                    outcome: deny,
+                    exceptions: vec![],
+                },
+                Run {
+                    start: 22,
+                    outcome: allow,
+                    exceptions: vec![],
+                },
+            ]
+        );
     }
 
     #[test]
