@@ -327,7 +327,9 @@ fn seccomp_pair(ctx: &mut Ctx, cria: &Rt<'_>, b: &Path) -> Result<()> {
         cria.run_once(bundle, &format!("swarm-{k}"))?;
     }
     let mut samples = [Samples::default(), Samples::default()];
-    let n = ctx.runs(30);
+    // The difference sought is a few hundred µs on ~8 ms, about the spread
+    // between runs on a VM: 30 samples per side are not enough to see it.
+    let n = ctx.runs(100);
     for i in 0..n {
         for step in 0..2 {
             let k = (i + step) % 2;
