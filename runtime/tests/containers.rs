@@ -7,7 +7,6 @@ use common::{memory_limit, processes_mentioning, set_resources, wait_until, Fixt
 use cria_runtime::{RuntimeError, SandboxCreate, Status};
 use oci_spec::runtime::{
     LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder,
-    ProcessBuilder,
 };
 use std::time::Duration;
 
@@ -193,12 +192,7 @@ fn container_and_exec_processes_are_in_every_hierarchy_of_their_cgroup() {
             "container: {l} (want {want})"
         );
     }
-    let p = ProcessBuilder::default()
-        .args(vec!["cat".into(), "/proc/self/cgroup".into()])
-        .env(vec!["PATH=/bin".into()])
-        .cwd("/")
-        .build()
-        .unwrap();
+    let p = common::process(&["cat", "/proc/self/cgroup"]);
     let out = f.rt.exec_sync(&f.id, &p, T).unwrap();
     assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
     let exec = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -214,16 +208,7 @@ fn exec_sync_output_exit_and_timeout() {
     let f = Fixture::new("exec");
     let spec = f.spec(&["sleep", "1000"]);
     f.create_start(&spec);
-    let p = ProcessBuilder::default()
-        .args(vec![
-            "sh".into(),
-            "-c".into(),
-            "echo out; echo err >&2; hostname; exit 5".into(),
-        ])
-        .env(vec!["PATH=/bin".into()])
-        .cwd("/")
-        .build()
-        .unwrap();
+    let p = common::process(&["sh", "-c", "echo out; echo err >&2; hostname; exit 5"]);
     let out = f.rt.exec_sync(&f.id, &p, T).unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\nctr\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");

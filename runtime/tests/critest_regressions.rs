@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::{processes_mentioning, wait_until, Fixture};
+use common::{process, processes_mentioning, wait_until, Fixture};
 use cria_runtime::exec_stream::ExecStdio;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use oci_spec::runtime::{Capability, LinuxCapabilitiesBuilder, MountBuilder, Process};
+use oci_spec::runtime::{Capability, LinuxCapabilitiesBuilder, MountBuilder};
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
@@ -35,14 +35,6 @@ fn sleeping_container(name: &str) -> Fixture {
     let spec = f.spec(&["sleep", "1000"]);
     f.create_start(&spec);
     f
-}
-
-fn process(args: &[&str]) -> Process {
-    let mut p = Process::default();
-    p.set_args(Some(args.iter().map(|s| s.to_string()).collect()));
-    p.set_env(Some(vec!["PATH=/bin".into()]));
-    p.set_cwd("/".into());
-    p
 }
 
 #[test]

@@ -6,7 +6,7 @@
 mod common;
 
 use common::Fixture;
-use oci_spec::runtime::{ProcessBuilder, Spec};
+use oci_spec::runtime::Spec;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(10);
@@ -45,12 +45,7 @@ fn the_container_and_its_execs_run_under_the_bundle_s_filter() {
     assert!(logged, "no status in the log: {}", f.log());
     let status: Vec<String> = f.log_lines("stdout").into_iter().map(|(_, l)| l).collect();
     assert_eq!(seccomp_mode(&status.join("\n")), Some("2"), "filter mode");
-    let p = ProcessBuilder::default()
-        .args(vec!["cat".into(), "/proc/self/status".into()])
-        .env(vec!["PATH=/bin".into()])
-        .cwd("/")
-        .build()
-        .unwrap();
+    let p = common::process(&["cat", "/proc/self/status"]);
     let out = f.rt.exec_sync(&f.id, &p, T).unwrap();
     assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(

@@ -5,7 +5,7 @@
 use cria_runtime::{ContainerCreate, ContainerState, Created, Runtime, RuntimeConfig};
 use oci_spec::runtime::{
     LinuxBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources,
-    LinuxResourcesBuilder, ProcessBuilder, RootBuilder, Spec,
+    LinuxResourcesBuilder, Process, ProcessBuilder, RootBuilder, Spec,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,6 +35,16 @@ pub fn memory_limit(limit: i64, swap: Option<i64>) -> LinuxResources {
         .memory(memory.build().unwrap())
         .build()
         .unwrap()
+}
+
+/// A process running `args` with `PATH=/bin` in `/` (for specs and execs).
+pub fn process(args: &[&str]) -> Process {
+    ProcessBuilder::default()
+        .args(args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .env(vec!["PATH=/bin".to_string()])
+        .cwd("/")
+        .build()
+        .expect("a process of args, env and cwd")
 }
 
 /// One test's world: a temp dir with a rootfs, a bundle and a state root.
@@ -97,12 +107,7 @@ impl Fixture {
                 .build()
                 .unwrap(),
         ));
-        let mut process = ProcessBuilder::default()
-            .args(args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .env(vec!["PATH=/bin".to_string()])
-            .cwd("/")
-            .build()
-            .unwrap();
+        let mut process = process(args);
         process.set_no_new_privileges(Some(true));
         spec.set_process(Some(process));
         let ns = [
